@@ -1,0 +1,240 @@
+"""Training configs: YAML (plus `--set key=value` overrides) -> one validated, typed `TrainConfig`.
+
+Everything is checked here, before any model is built: unknown keys (with the nearest valid one
+suggested), types, ranges, and that the files and folders named exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from keras_style.errors import UserError
+
+METHODS = ("transform", "metanet")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
+STYLE_CACHE = Path.home() / ".cache" / "keras_style" / "styles"
+
+
+class ConfigError(UserError):
+    """A config file or override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # What to learn. `style_image` is a path or an http(s) URL (downloaded once, cached).
+    naming: str
+    style_image: Optional[str] = None
+    method: str = "transform"
+    model_path: str = "models"
+    train_data: str = "train2014"
+    val_images: Optional[str] = None
+    # Loss.
+    content_weight: float = 1.0
+    style_weight: float = 1e5
+    tv_weight: float = 0.0
+    loss_model: str = "vgg19"
+    loss_model_file: Optional[str] = None
+    content_layers: tuple = ("relu4_2",)
+    style_layers: tuple = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    style_size: int = 512
+    # Network.
+    base: int = 16
+    residual_blocks: int = 5
+    # Schedule.
+    image_size: int = 256
+    batch_size: int = 4
+    epoch: int = 2
+    max_steps: Optional[int] = None
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    log_every: int = 100
+    save_every: int = 500
+    seed: int = 0
+    mixed_precision: bool = False
+    distribute: str = "none"
+    # Free text: how the shipped model was trained here (kept with the config, not used).
+    notes: str = ""
+
+    @property
+    def run_dir(self):
+        return Path(self.model_path) / self.naming
+
+    @property
+    def export_path(self):
+        return self.run_dir / f"{self.naming}.keras"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_REQUIRED = [f.name for f in dataclasses.fields(TrainConfig)
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def load_config(path, overrides=()):
+    """Read `path`, apply `key=value` overrides, validate, and return a TrainConfig."""
+    raw = _read_yaml(Path(path))
+    for item in overrides:
+        key, value = _parse_override(item)
+        raw[key] = value
+    return validate(raw, source=str(path))
+
+
+def _read_yaml(path):
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def _parse_override(item):
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def validate(raw, source="config"):
+    values = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key)}")
+        values[key] = _coerce(key, value, source)
+    for key in _REQUIRED:
+        if key not in values:
+            raise ConfigError(f"{source}: missing required key {key!r}")
+    config = TrainConfig(**values)
+    _check_values(config, source)
+    return config
+
+
+def _suggest(key):
+    close = difflib.get_close_matches(str(key), list(_FIELDS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(key, value, source):
+    kind = _FIELDS[key].type
+    optional = kind.startswith("Optional[") if isinstance(kind, str) else False
+    base = kind[len("Optional["):-1] if optional else kind
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: {key} must not be empty")
+    if base == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = {"str": str, "int": int, "float": float, "bool": bool}.get(base)
+    if expected is int and isinstance(value, bool):
+        expected = None
+    if base == "tuple":
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
+            return tuple(value)
+        raise ConfigError(f"{source}: {key} must be a non-empty list of layer names")
+    if expected is None or not isinstance(value, expected):
+        raise ConfigError(f"{source}: {key} must be {_article(base)}, got {value!r}")
+    return value
+
+
+def _article(type_name):
+    return {"int": "an integer", "float": "a number", "bool": "true or false",
+            "str": "a string"}.get(type_name, type_name)
+
+
+def _check_values(config, source):
+    def fail(message):
+        raise ConfigError(f"{source}: {message}")
+
+    if config.method not in METHODS:
+        fail(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
+    if config.loss_model != "vgg19":
+        fail(f"loss_model must be vgg19 (the only loss network), got {config.loss_model!r}")
+    if config.optimizer not in ("adam", "adagrad2"):
+        fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
+    if config.distribute not in DISTRIBUTE:
+        fail(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {config.distribute!r}")
+    if not config.naming or "/" in config.naming or config.naming.startswith("."):
+        fail(f"naming must be a plain name (used for models/<naming>/), got {config.naming!r}")
+    positive = ("image_size", "batch_size", "epoch", "log_every", "save_every", "base",
+                "style_size", "learning_rate")
+    for key in positive:
+        if getattr(config, key) <= 0:
+            fail(f"{key} must be positive, got {getattr(config, key)}")
+    for key in ("content_weight", "style_weight", "tv_weight", "residual_blocks"):
+        if getattr(config, key) < 0:
+            fail(f"{key} must not be negative, got {getattr(config, key)}")
+    if config.max_steps is not None and config.max_steps <= 0:
+        fail(f"max_steps must be positive, got {config.max_steps}")
+    if config.image_size < 16 or config.image_size % 4:
+        fail(f"image_size must be a multiple of 4 and at least 16, got {config.image_size}")
+    from keras_style.vgg import keras_layer_name  # cheap: no TensorFlow import
+    for name in config.content_layers + config.style_layers:
+        try:
+            keras_layer_name(name)
+        except UserError as exc:
+            fail(str(exc))
+    _check_paths(config, fail)
+
+
+def _check_paths(config, fail):
+    if config.method == "transform":
+        if not config.style_image:
+            fail("style_image is required to train a per-style network")
+        if not is_url(config.style_image) and not Path(config.style_image).is_file():
+            fail(f"style_image {config.style_image}: no such file")
+    if not Path(config.train_data).is_dir():
+        fail(f"train_data {config.train_data}: no such folder")
+    if config.val_images and not Path(config.val_images).exists():
+        fail(f"val_images {config.val_images}: no such file or folder")
+    if config.loss_model_file and not Path(config.loss_model_file).is_file():
+        fail(f"loss_model_file {config.loss_model_file}: no such file")
+
+
+def is_url(text):
+    return urllib.parse.urlparse(str(text)).scheme in ("http", "https")
+
+
+def fetch_style_image(location, cache_dir=STYLE_CACHE):
+    """A local path for `location`: itself, or the cached download of an http(s) URL."""
+    if not is_url(location):
+        return Path(location)
+    suffix = Path(urllib.parse.urlparse(location).path).suffix or ".jpg"
+    target = Path(cache_dir) / (hashlib.sha256(location.encode()).hexdigest()[:16] + suffix)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(location, timeout=60) as response, open(partial, "wb") as out:
+            out.write(response.read())
+    except (OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"style_image {location}: download failed ({exc})") from None
+    partial.replace(target)
+    return target
+
+
+def describe(config):
+    """The config as a plain dict (for logs and the exported model's metadata)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+

@@ -1,0 +1,99 @@
+"""tf.data input pipelines: folders of photos (or style images) -> batches of random square crops.
+
+Files are decoded by `images.load_image` inside the pipeline, so training reads exactly what
+`eval.py` reads (CMYK, 16-bit, EXIF rotation...). Unreadable files are skipped with a warning and
+counted in `SkippedFiles`, never a crash.
+"""
+import sys
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from keras_style import images
+from keras_style.errors import UserError
+
+
+class SkippedFiles:
+    """Thread-safe count of files the pipeline could not read (each is warned about once)."""
+
+    def __init__(self, stream=None):
+        self._lock = threading.Lock()
+        self._seen = set()
+        self.stream = stream or sys.stderr
+
+    def add(self, path, reason):
+        with self._lock:
+            if path in self._seen:
+                return
+            self._seen.add(path)
+        self.stream.write(f"warning: skipping {reason}\n")
+
+    @property
+    def count(self):
+        with self._lock:
+            return len(self._seen)
+
+
+def list_image_files(folder):
+    """Image files under `folder`, recursively; an empty or missing folder is a UserError."""
+    files = images.find_images(folder)
+    if not files:
+        raise UserError(f"{folder}: no image files found (looked for {', '.join(images.IMAGE_SUFFIXES)})")
+    return [str(f) for f in files]
+
+
+def _resize_shorter_to(array, size):
+    height, width = array.shape[:2]
+    scale = size / min(height, width)
+    shape = (max(size, round(height * scale)), max(size, round(width * scale)))
+    return images.resize(array, shape)
+
+
+def _decoder(shorter_side, skipped):
+    def decode(path_bytes):
+        path = path_bytes.decode("utf-8", "replace")
+        try:
+            # Decoding at twice the crop size first keeps huge photos cheap and memory bounded.
+            array = images.load_image(path, max_size=4 * shorter_side)
+            return _resize_shorter_to(array, shorter_side).astype(np.uint8), True
+        except UserError as exc:
+            skipped.add(path, str(exc))
+            return np.zeros((1, 1, 3), np.uint8), False
+
+    return decode
+
+
+def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_side=None):
+    """Endless, shuffled batches of random `image_size` crops, float32 in [0, 255].
+
+    Each image is first scaled so its shorter side is `shorter_side` (default: `image_size`).
+    """
+    skipped = skipped if skipped is not None else SkippedFiles()
+    decode = _decoder(shorter_side or image_size, skipped)
+
+    def load(path):
+        array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        array.set_shape([None, None, 3])
+        ok.set_shape([])
+        return array, ok
+
+    def crop(array, ok):
+        return tf.cast(tf.image.random_crop(array, [image_size, image_size, 3]), tf.float32)
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(files))
+    dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    dataset = dataset.filter(lambda array, ok: ok).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def fixed_images(paths, size):
+    """A few images (e.g. validation photos) loaded once, longer side `size`, centre-cropped square."""
+    loaded = []
+    for path in paths:
+        array = _resize_shorter_to(images.load_image(path, max_size=4 * size), size)
+        top = (array.shape[0] - size) // 2
+        left = (array.shape[1] - size) // 2
+        loaded.append(array[top:top + size, left:left + size])
+    return np.stack(loaded).astype(np.float32)

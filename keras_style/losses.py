@@ -1,0 +1,95 @@
+"""The perceptual losses all three methods share.
+
+Features are NHWC tensors. Every loss is computed per image and averaged over the batch, so a
+batch may carry a different style target per image (targets broadcast against the batch axis).
+All arithmetic is float32 whatever the features' dtype.
+"""
+from dataclasses import dataclass
+
+from keras import ops
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def content_loss(generated, target):
+    """Mean squared feature difference, i.e. ||F(x) - F(c)||^2 / (C*H*W), per image."""
+    return ops.mean(ops.square(_f32(generated) - _f32(target)))
+
+
+def gram_matrix(features):
+    """(B, H, W, C) -> (B, C, C): channel correlations, normalised by C*H*W (Johnson et al.)."""
+    f = _f32(features)
+    shape = ops.shape(f)
+    flat = ops.reshape(f, (shape[0], -1, shape[3]))
+    norm = ops.cast(shape[1] * shape[2] * shape[3], "float32")
+    return ops.matmul(ops.transpose(flat, (0, 2, 1)), flat) / norm
+
+
+def gram_style_loss(generated, target_gram):
+    """Squared Frobenius distance between Gram matrices, per image."""
+    diff = gram_matrix(generated) - _f32(target_gram)
+    return ops.mean(ops.sum(ops.square(diff), axis=(1, 2)))
+
+
+def mean_std(features, epsilon=1e-5):
+    """Per-channel mean and standard deviation over positions: (B, C), (B, C).
+
+    The epsilon keeps the standard deviation (and its gradient) finite on flat images.
+    """
+    f = _f32(features)
+    mean, variance = ops.moments(f, axes=[1, 2])
+    return mean, ops.sqrt(variance + epsilon)
+
+
+def mean_std_style_loss(generated, target_mean, target_std):
+    """Squared distance of the per-channel means plus that of the standard deviations, per image."""
+    mean, std = mean_std(generated)
+    per_image = (ops.sum(ops.square(mean - _f32(target_mean)), axis=-1)
+                 + ops.sum(ops.square(std - _f32(target_std)), axis=-1))
+    return ops.mean(per_image)
+
+
+def _neighbour_differences(images):
+    x = _f32(images)
+    return x[:, 1:, :-1, :] - x[:, :-1, :-1, :], x[:, :-1, 1:, :] - x[:, :-1, :-1, :]
+
+
+def total_variation(images):
+    """Anisotropic L1 total variation, sum |dy| + |dx| over pixels and channels / (H*W), per image."""
+    dy, dx = _neighbour_differences(images)
+    shape = ops.shape(images)
+    pixels = ops.cast(shape[1] * shape[2], "float32")
+    return ops.mean(ops.sum(ops.abs(dy) + ops.abs(dx), axis=(1, 2, 3))) / pixels
+
+
+def total_variation_squared(images, exponent=1.25):
+    """The Keras tutorial's form: sum (dy^2 + dx^2)^exponent / (H*W), per image."""
+    dy, dx = _neighbour_differences(images)
+    shape = ops.shape(images)
+    pixels = ops.cast(shape[1] * shape[2], "float32")
+    # The epsilon keeps the gradient of x^1.25 finite where an image is perfectly flat.
+    energy = ops.power(ops.square(dy) + ops.square(dx) + 1e-8, exponent)
+    return ops.mean(ops.sum(energy, axis=(1, 2, 3))) / pixels
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float
+    style: float
+    tv: float
+
+
+def perceptual_loss(generated_image, generated_features, content_targets, style_grams, weights):
+    """Weighted content + Gram style + TV loss. Returns a dict of float32 scalars, "total" included.
+
+    `content_targets` and `style_grams` map layer names to target features / Gram matrices.
+    """
+    content = sum(content_loss(generated_features[n], t) for n, t in content_targets.items())
+    style = sum(gram_style_loss(generated_features[n], g) for n, g in style_grams.items())
+    tv = total_variation(generated_image)
+    parts = {"content": weights.content * content, "style": weights.style * style,
+             "tv": weights.tv * tv}
+    parts["total"] = parts["content"] + parts["style"] + parts["tv"]
+    return parts

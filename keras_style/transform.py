@@ -1,0 +1,48 @@
+"""The Johnson et al. transform network: photo [0, 255] -> stylised image [0, 255].
+
+Reflection padding, convolution, instance normalisation and ReLU; a 9x9 stem, two stride-2
+convolutions, residual blocks, nearest-neighbour upsampling + convolution (no transposed
+convolutions: they checkerboard) and a 9x9 output convolution. Any input size works: the input is
+mirror-padded to a multiple of 4 and the output cropped back.
+"""
+import keras
+from keras import layers
+
+from keras_style.layers import CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D
+
+
+def conv_block(x, filters, kernel_size, strides=1, upsample=False, norm=True, relu=True, name=None):
+    """[upsample] -> reflection pad -> conv -> [instance norm] -> [ReLU]."""
+    if upsample:
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    x = ReflectionPad2D(kernel_size // 2, name=f"{name}_pad")(x)
+    x = layers.Conv2D(filters, kernel_size, strides=strides, name=f"{name}_conv")(x)
+    if norm:
+        x = InstanceNormalization(name=f"{name}_norm")(x)
+    if relu:
+        x = layers.ReLU(name=f"{name}_relu")(x)
+    return x
+
+
+def residual_block(x, channels, name):
+    y = conv_block(x, channels, 3, name=f"{name}_a")
+    y = conv_block(y, channels, 3, relu=False, name=f"{name}_b")
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def build_transform_net(base=16, residual_blocks=5, name="transform_net"):
+    photo = keras.Input((None, None, 3), name="photo")
+    x = PadToMultiple(4, name="pad_to_4")(photo)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
+    x = conv_block(x, base, 9, name="stem")
+    x = conv_block(x, base * 2, 3, strides=2, name="down1")
+    x = conv_block(x, base * 4, 3, strides=2, name="down2")
+    for i in range(residual_blocks):
+        x = residual_block(x, base * 4, name=f"res{i + 1}")
+    x = conv_block(x, base * 2, 3, upsample=True, name="up1")
+    x = conv_block(x, base, 3, upsample=True, name="up2")
+    x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
+    # Back to pixel values in float32: bfloat16 has only 8 significant bits.
+    x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
+    image = CropLike(dtype="float32", name="crop")([x, photo])
+    return keras.Model(photo, image, name=name)

@@ -13,6 +13,7 @@ from keras_style.errors import UserError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter quiet
 
 DEFAULT_OUTPUT_DIR = Path("generated")
+MIN_VGG_SIDE = 16  # VGG19 pools four times before relu5_1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,8 +21,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 muted: its C++ start-up lines (CUDA probing,
+    oneDNN notices) ignore TF_CPP_MIN_LOG_LEVEL and would bury our one-line messages."""
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_STYLE_VERBOSE"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _run(prog, work):
     try:
+        _import_tensorflow_quietly()
         return work() or 0
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -115,6 +134,10 @@ def _collect_photos(paths):
 def output_paths(photos, tag, output, protected):
     """Where each result goes; refuses to write over an input or to give two photos one name."""
     from keras_style.images import SAVE_FORMATS
+    suffix = Path(output).suffix.lower() if output else ""
+    if suffix and suffix not in SAVE_FORMATS and not Path(output).is_dir():
+        raise UserError(f"--output {output}: unknown image format {suffix!r} "
+                        f"(use one of {', '.join(sorted(SAVE_FORMATS))}, or a folder)")
     single_file = output and len(photos) == 1 and Path(output).suffix.lower() in SAVE_FORMATS
     if output and not single_file and Path(output).suffix.lower() in SAVE_FORMATS:
         raise UserError(f"--output {output}: {len(photos)} photos need a folder, not a file name")
@@ -174,7 +197,9 @@ def _eval_optimise(args, photos):
     if args.save_every < 0:
         raise UserError("--save_every must not be negative")
     options.validate()
-    styles = [images.load_image(s, max_size=args.image_size) for s in args.style_image]
+    # Style statistics do not depend on size, so tiny style images are simply enlarged.
+    styles = [images.enlarge_to_min_side(images.load_image(s, max_size=args.image_size), MIN_VGG_SIDE)
+              for s in args.style_image]
     tag = "+".join(Path(s).stem for s in args.style_image)
     targets = output_paths(photos, tag, args.output, photos + [Path(s) for s in args.style_image])
     transfer = optimize.GatysTransfer(options, vgg_weights=args.vgg_weights)
@@ -182,6 +207,10 @@ def _eval_optimise(args, photos):
     def work(photo, target):
         content = images.load_image(photo)
         content = images.resize_to_longer(content, args.image_size)
+        if min(content.shape[:2]) < MIN_VGG_SIDE:
+            raise UserError(f"{photo}: {content.shape[1]}x{content.shape[0]} at --image_size "
+                            f"{args.image_size} is too thin; the loss network needs {MIN_VGG_SIDE} px "
+                            "on each side (raise --image_size)")
         save = lambda i, img: images.save_image(img, target.with_name(f"{target.stem}_{i:04d}{target.suffix}"))  # noqa: E731
         reporter = optimize.ProgressReporter(args.iterations, args.save_every, save)
         result = optimize.stylize_with_optimisation(transfer, content, styles, args.style_weights,

@@ -88,12 +88,22 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def fixed_images(paths, size):
-    """A few images (e.g. validation photos) loaded once, longer side `size`, centre-cropped square."""
+def fixed_images(paths, size, count, skipped=None):
+    """The first `count` readable images of `paths` (e.g. validation photos), loaded once and
+    centre-cropped to `size` squares; unreadable ones are skipped like in training."""
     loaded = []
     for path in paths:
-        array = _resize_shorter_to(images.load_image(path, max_size=4 * size), size)
+        try:
+            array = _resize_shorter_to(images.load_image(path, max_size=4 * size), size)
+        except UserError as exc:
+            if skipped is not None:
+                skipped.add(str(path), str(exc))
+            continue
         top = (array.shape[0] - size) // 2
         left = (array.shape[1] - size) // 2
         loaded.append(array[top:top + size, left:left + size])
+        if len(loaded) == count:
+            break
+    if not loaded:
+        raise UserError(f"no readable preview images among {len(paths)} files")
     return np.stack(loaded).astype(np.float32)

@@ -107,6 +107,15 @@ def resize_to_longer(array, size):
     return resize(array, (max(1, round(height * scale)), max(1, round(width * scale))))
 
 
+def enlarge_to_min_side(array, min_side):
+    """Scale up (aspect kept) so the shorter side is at least `min_side`; larger images are untouched."""
+    height, width = array.shape[:2]
+    scale = min_side / min(height, width)
+    if scale <= 1:
+        return array
+    return resize(array, (max(min_side, round(height * scale)), max(min_side, round(width * scale))))
+
+
 def resize(array, shape):
     """Resize to (height, width) with a high-quality filter."""
     height, width = shape

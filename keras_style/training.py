@@ -35,7 +35,8 @@ class TransformTask:
         features = self.vgg(style[None])
         self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
         self.weights = losses.LossWeights(config.content_weight, config.style_weight, config.tv_weight)
-        self.preview_photos = data.fixed_images(_preview_paths(config, self.files), config.image_size)
+        self.preview_photos = data.fixed_images(_preview_paths(config, self.files), config.image_size,
+                                                PREVIEW_COUNT, skipped)
 
     def steps_per_epoch(self):
         return math.ceil(len(self.files) / self.config.batch_size)
@@ -62,8 +63,8 @@ class TransformTask:
 
 def _preview_paths(config, train_files):
     if config.val_images:
-        return [str(p) for p in images.find_images(config.val_images)[:PREVIEW_COUNT]]
-    return train_files[:PREVIEW_COUNT]
+        return [str(p) for p in images.find_images(config.val_images)]
+    return train_files
 
 
 def make_optimizer(config, task):

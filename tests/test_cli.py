@@ -1,0 +1,190 @@
+"""End-to-end tests through train.py and eval.py on tiny images, with random VGG weights."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script, *args, cwd, env_extra=None):
+    env = {**os.environ, "KERAS_STYLE_VGG19": "random", "TF_CPP_MIN_LOG_LEVEL": "3",
+           **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def photo(path, size=(40, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny per-style model trained through train.py (shared by the tests below)."""
+    work = tmp_path_factory.mktemp("train")
+    for i in range(3):
+        photo(work / "photos" / "sub" / f"p{i}.jpg", (48, 40), seed=i)
+    (work / "photos" / "broken.jpg").write_text("not an image")
+    photo(work / "style.png", (32, 32), seed=9)
+    (work / "tiny.yml").write_text(
+        "style_image: style.png\nnaming: tiny\ntrain_data: photos\nimage_size: 32\nbatch_size: 2\n"
+        "max_steps: 4\nlog_every: 2\nsave_every: 2\nbase: 4\nresidual_blocks: 1\n"
+        "style_weight: 1.0e-3\n")
+    result = run("train.py", "-c", "tiny.yml", cwd=work)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return work, result
+
+
+def test_train_exports_model_checkpoints_and_events(trained):
+    work, result = trained
+    run_dir = work / "models" / "tiny"
+    assert (run_dir / "tiny.keras").is_file()
+    assert (run_dir / "checkpoint").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert "warning: skipping" in result.stderr and "broken.jpg" in result.stderr
+
+
+def test_train_resumes_from_latest_checkpoint(trained):
+    work, _ = trained
+    result = run("train.py", "-c", "tiny.yml", "--set", "max_steps=6", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from step 4" in result.stdout
+
+
+def test_eval_with_model_writes_default_output(trained):
+    work, _ = trained
+    photo(work / "in" / "a.jpg", (37, 29))
+    photo(work / "in" / "b.png", (20, 50))
+    result = run("eval.py", "--model_file", "models/tiny/tiny.keras", "--image_file", "in", cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = work / "generated" / "res_[tiny]_[a].jpg"
+    assert Image.open(out).size == (37, 29)
+    assert Image.open(work / "generated" / "res_[tiny]_[b].jpg").size == (20, 50)
+    assert " s)" in result.stdout  # seconds per image
+
+
+def test_eval_max_size_and_tiny_photo(trained):
+    work, _ = trained
+    photo(work / "big.jpg", (80, 60))
+    photo(work / "tiny.jpg", (5, 3))
+    result = run("eval.py", "--model_file", "models/tiny/tiny.keras", "--image_file", "big.jpg",
+                 "tiny.jpg", "--max_size", "40", "--output", "out", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(work / "out" / "res_[tiny]_[big].jpg").size == (40, 30)
+    assert Image.open(work / "out" / "res_[tiny]_[tiny].jpg").size == (5, 3)
+
+
+@pytest.mark.parametrize("model_text, fragment", [
+    (None, "model file not found"),
+    ("garbage", "not a keras-style model file"),
+])
+def test_eval_bad_model_file(tmp_path, model_text, fragment):
+    photo(tmp_path / "p.jpg")
+    if model_text is not None:
+        (tmp_path / "m.keras").write_text(model_text)
+    result = run("eval.py", "--model_file", "m.keras", "--image_file", "p.jpg", cwd=tmp_path)
+    assert_one_line_error(result, "m.keras", fragment)
+
+
+def test_gatys_optimisation_through_eval(tmp_path):
+    photo(tmp_path / "p.jpg", (40, 30))
+    photo(tmp_path / "s1.jpg", (30, 30), seed=1)
+    photo(tmp_path / "s2.jpg", (30, 30), seed=2)
+    result = run("eval.py", "--image_file", "p.jpg", "--style_image", "s1.jpg", "s2.jpg",
+                 "--style_weights", "2", "1", "--iterations", "4", "--image_size", "32",
+                 "--optimizer", "adam", "--save_every", "2", "--preserve_color",
+                 "--output", "res/out.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "res" / "out.png").size == (32, 24)
+    assert (tmp_path / "res" / "out_0002.png").is_file()
+    assert "s/iteration" in result.stdout
+
+
+def test_gatys_lbfgs_default_output_name(tmp_path):
+    photo(tmp_path / "p.jpg", (24, 24))
+    photo(tmp_path / "s.jpg", (24, 24), seed=3)
+    result = run("eval.py", "--image_file", "p.jpg", "--style_image", "s.jpg", "--iterations", "2",
+                 "--image_size", "24", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "generated" / "res_[s]_[p].jpg").is_file()
+
+
+@pytest.mark.parametrize("make, args, fragment", [
+    (lambda d: None, ["--image_file", "missing.jpg", "--style_image", "s.jpg"], "missing.jpg"),
+    (lambda d: (d / "e.jpg").write_bytes(b""), ["--image_file", "e.jpg", "--style_image", "s.jpg"],
+     "empty"),
+    (lambda d: (d / "t.jpg").write_text("hello"), ["--image_file", "t.jpg", "--style_image", "s.jpg"],
+     "not a readable image"),
+    (lambda d: (d / "dir").mkdir(), ["--image_file", "p.jpg", "--style_image", "dir"], "directory"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--output", "p.jpg"],
+     "overwrite an input"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--output", "o.xyz"],
+     "o.xyz"),
+    (lambda d: None, ["--image_file", "p.jpg"], "--model_file"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--style_weights", "1", "2"],
+     "--style_weights"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--iterations", "0"],
+     "--iterations"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--style_layers", "fc7"],
+     "fc7"),
+    (lambda d: None, ["--image_file", "p.jpg", "--iterations", "x"], "invalid int"),
+])
+def test_eval_bad_input_is_one_line_exit_2(tmp_path, make, args, fragment):
+    photo(tmp_path / "p.jpg")
+    photo(tmp_path / "s.jpg", seed=1)
+    make(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    result = run("eval.py", *args, "--image_size", "24", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert before == after  # nothing written or overwritten
+
+
+def test_eval_output_in_missing_folder_is_created(tmp_path):
+    photo(tmp_path / "p.jpg")
+    photo(tmp_path / "s.jpg", seed=1)
+    result = run("eval.py", "--image_file", "p.jpg", "--style_image", "s.jpg", "--iterations", "1",
+                 "--image_size", "20", "--output", "new/deeper/out.jpg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "new" / "deeper" / "out.jpg").is_file()
+
+
+@pytest.mark.parametrize("yaml_text, fragment", [
+    ("naming: x\nstyle_image: s.jpg\ntrain_data: photos\nstyel_weight: 3\n", "did you mean 'style_weight'"),
+    ("naming: x\nstyle_image: s.jpg\ntrain_data: photos\nbatch_size: four\n", "batch_size"),
+    ("naming: x\nstyle_image: nope.jpg\ntrain_data: photos\n", "nope.jpg"),
+    ("naming: x\nstyle_image: s.jpg\ntrain_data: nowhere\n", "nowhere"),
+    ("naming: x\nstyle_image: s.jpg\ntrain_data: empty\n", "no image files"),
+    ("style_image: s.jpg\ntrain_data: photos\n", "naming"),
+    ("naming: [unclosed\n", "not valid YAML"),
+])
+def test_train_bad_config_is_one_line_exit_2(tmp_path, yaml_text, fragment):
+    photo(tmp_path / "s.jpg")
+    photo(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "c.yml").write_text(yaml_text)
+    result = run("train.py", "-c", "c.yml", "--set", "max_steps=1", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "models").exists()
+
+
+def test_train_missing_config_and_bad_override(tmp_path):
+    assert_one_line_error(run("train.py", "-c", "none.yml", cwd=tmp_path), "none.yml")
+    (tmp_path / "c.yml").write_text("naming: x\n")
+    assert_one_line_error(run("train.py", "-c", "c.yml", "--set", "oops", cwd=tmp_path), "key=value")

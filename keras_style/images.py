@@ -4,6 +4,7 @@ Images leave this module as float32 RGB arrays of shape (H, W, 3) with values in
 the file held: grayscale, palette, RGBA (composited on white), CMYK, 16-bit, or EXIF-rotated.
 Every failure a user can cause becomes an `ImageError` naming the file and the reason.
 """
+import contextlib
 import os
 import tempfile
 import warnings
@@ -75,7 +76,7 @@ def _describe(exc):
 
 def _to_rgb_array(img):
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _high_depth_to_rgb(np.asarray(img, dtype=np.float64))
+        return _high_depth_to_rgb(np.asarray(img, dtype=np.float64), sixteen_bit=img.mode != "F")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -83,10 +84,12 @@ def _to_rgb_array(img):
     return np.asarray(img.convert("RGB"), dtype=np.float32)
 
 
-def _high_depth_to_rgb(values):
+def _high_depth_to_rgb(values, sixteen_bit):
+    """Integer modes come from 16-bit files (a dark one still spans 0..65535); float images are
+    taken as 0..255 unless their values say otherwise."""
     if values.ndim == 3:
         values = values[..., 0]
-    scale = 255.0 / 65535.0 if values.max(initial=0) > 255 else 1.0
+    scale = 255.0 / 65535.0 if sixteen_bit or values.max(initial=0) > 255 else 1.0
     gray = np.clip(values * scale, 0, 255).astype(np.float32)
     return np.repeat(gray[..., None], 3, axis=-1)
 
@@ -133,14 +136,20 @@ def save_image(array, path, quality=95):
         raise ImageError(f"{path}: unknown image format {path.suffix!r} "
                          f"(use one of {', '.join(sorted(SAVE_FORMATS))})")
     img = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=path.suffix)
         with os.fdopen(fd, "wb") as handle:
             img.save(handle, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({_describe(exc)})") from None
+    finally:
+        if tmp is not None:  # a failed write (e.g. disk full) must not leave a partial temp file
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return path
 
 

@@ -1,0 +1,162 @@
+"""The perceptual losses, each checked against a direct NumPy computation."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from keras_style import losses
+
+RTOL = 1e-5
+
+
+def feats(shape, seed=0, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def np_gram(f):
+    b, h, w, c = f.shape
+    flat = f.astype(np.float64).reshape(b, h * w, c)
+    return np.einsum("bpi,bpj->bij", flat, flat) / (c * h * w)
+
+
+def value(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def grad_of(fn, x):
+    x = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = fn(x)
+    return value(y), value(tape.gradient(y, x))
+
+
+def test_content_loss_is_mean_squared_difference():
+    a, b = feats((2, 3, 4, 5), 1), feats((2, 3, 4, 5), 2)
+    expected = np.mean((a.astype(np.float64) - b) ** 2)
+    assert value(losses.content_loss(a, b)) == pytest.approx(expected, rel=RTOL)
+
+
+def test_gram_matrix_normalised_by_chw():
+    f = feats((2, 3, 4, 5))
+    g = value(losses.gram_matrix(f))
+    assert g.shape == (2, 5, 5)
+    np.testing.assert_allclose(g, np_gram(f), rtol=1e-5, atol=1e-6)
+    # Normalisation, spelled out for one entry.
+    assert g[1, 2, 3] == pytest.approx(np.sum(f[1, :, :, 2] * f[1, :, :, 3]) / (5 * 3 * 4), rel=1e-5)
+
+
+def test_gram_style_loss_per_image_batch_averaged():
+    f = feats((3, 4, 4, 2), 1)
+    target = np_gram(feats((3, 4, 4, 2), 2)).astype(np.float32)
+    per_image = np.sum((np_gram(f) - target) ** 2, axis=(1, 2))
+    assert value(losses.gram_style_loss(f, target)) == pytest.approx(per_image.mean(), rel=1e-5)
+
+
+def test_gram_style_loss_single_target_broadcasts_over_batch():
+    f = feats((3, 4, 4, 2), 1)
+    target = np_gram(feats((1, 4, 4, 2), 2)).astype(np.float32)  # (1, C, C)
+    expected = np.mean(np.sum((np_gram(f) - target) ** 2, axis=(1, 2)))
+    assert value(losses.gram_style_loss(f, target)) == pytest.approx(expected, rel=1e-5)
+    # Each image compared with its own target, not with an average one.
+    own = np_gram(f).astype(np.float32)
+    assert value(losses.gram_style_loss(f, own)) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_mean_std_matches_numpy_with_epsilon():
+    f = feats((2, 3, 4, 5), scale=3.0)
+    mean, std = map(value, losses.mean_std(f, epsilon=1e-3))
+    np.testing.assert_allclose(mean, f.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, np.sqrt(f.var(axis=(1, 2)) + 1e-3), rtol=1e-5)
+
+
+def test_mean_std_of_solid_colour_is_finite_with_finite_gradient():
+    solid = np.full((1, 4, 4, 3), 7.0, np.float32)
+    std, grad = grad_of(lambda x: ops.sum(losses.mean_std(x)[1]), solid)
+    assert np.all(np.isfinite(std)) and std == pytest.approx(3 * np.sqrt(1e-5), rel=1e-4)
+    assert np.all(np.isfinite(grad))
+
+
+def test_mean_std_style_loss_matches_numpy():
+    f = feats((2, 3, 4, 5), 1)
+    t_mean, t_std = feats((2, 5), 2), np.abs(feats((1, 5), 3))  # std target broadcast over batch
+    mean, std = f.mean(axis=(1, 2)), np.sqrt(f.var(axis=(1, 2)) + 1e-5)
+    expected = np.mean(np.sum((mean - t_mean) ** 2, -1) + np.sum((std - t_std) ** 2, -1))
+    assert value(losses.mean_std_style_loss(f, t_mean, t_std)) == pytest.approx(expected, rel=1e-5)
+
+
+def np_diffs(x):
+    x = x.astype(np.float64)
+    return x[:, 1:, :-1] - x[:, :-1, :-1], x[:, :-1, 1:] - x[:, :-1, :-1]
+
+
+def test_total_variation_anisotropic_l1_over_pixels():
+    x = feats((2, 5, 6, 3), scale=50.0)
+    dy, dx = np_diffs(x)
+    expected = np.mean(np.sum(np.abs(dy) + np.abs(dx), axis=(1, 2, 3))) / (5 * 6)
+    assert value(losses.total_variation(x)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_total_variation_of_hand_example():
+    x = np.zeros((1, 2, 2, 1), np.float32)
+    x[0, 1, 0, 0] = 3.0  # |dy| = 3 at the single top-left position, dx = 0
+    x[0, 0, 1, 0] = -2.0  # |dx| = 2
+    assert value(losses.total_variation(x)) == pytest.approx(5.0 / 4)
+
+
+def test_total_variation_squared_exponent_125():
+    x = feats((2, 5, 6, 3), scale=10.0)
+    dy, dx = np_diffs(x)
+    expected = np.mean(np.sum((dy ** 2 + dx ** 2 + 1e-8) ** 1.25, axis=(1, 2, 3))) / 30
+    assert value(losses.total_variation_squared(x)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_total_variation_squared_flat_image_has_finite_gradient():
+    flat = np.full((1, 4, 4, 3), 100.0, np.float32)
+    loss, grad = grad_of(losses.total_variation_squared, flat)
+    assert np.isfinite(loss) and loss == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+def test_perceptual_loss_applies_weights_and_sums():
+    image = feats((2, 6, 6, 3), 0, scale=20.0)
+    gen = {"relu2_2": feats((2, 3, 3, 4), 1), "relu3_1": feats((2, 2, 2, 8), 2)}
+    content = {"relu2_2": feats((2, 3, 3, 4), 3)}
+    grams = {name: np_gram(feats(f.shape, 4 + i)).astype(np.float32)
+             for i, (name, f) in enumerate(gen.items())}
+    weights = losses.LossWeights(content=2.0, style=10.0, tv=0.5)
+    parts = {k: float(value(v)) for k, v in
+             losses.perceptual_loss(image, gen, content, grams, weights).items()}
+
+    c = np.mean((gen["relu2_2"] - content["relu2_2"].astype(np.float64)) ** 2)
+    s = sum(np.mean(np.sum((np_gram(gen[n]) - g) ** 2, axis=(1, 2))) for n, g in grams.items())
+    dy, dx = np_diffs(image)
+    tv = np.mean(np.sum(np.abs(dy) + np.abs(dx), axis=(1, 2, 3))) / 36
+    assert parts["content"] == pytest.approx(2.0 * c, rel=1e-5)
+    assert parts["style"] == pytest.approx(10.0 * s, rel=1e-5)
+    assert parts["tv"] == pytest.approx(0.5 * tv, rel=1e-5)
+    assert parts["total"] == pytest.approx(parts["content"] + parts["style"] + parts["tv"], rel=1e-6)
+
+
+@pytest.mark.parametrize("fn, args", [
+    (losses.content_loss, 2),
+    (losses.gram_matrix, 1),
+    (losses.total_variation, 1),
+    (losses.total_variation_squared, 1),
+    (lambda f: losses.mean_std(f)[1], 1),
+])
+def test_bfloat16_features_computed_in_float32(fn, args):
+    inputs = [feats((2, 4, 4, 3), seed, scale=5.0) for seed in range(args)]
+    # Values exactly representable in bfloat16, so only the arithmetic precision differs.
+    exact = [ops.cast(ops.cast(x, "bfloat16"), "float32") for x in inputs]
+    out_bf16 = fn(*[ops.cast(x, "bfloat16") for x in inputs])
+    assert out_bf16.dtype == "float32"
+    np.testing.assert_allclose(value(out_bf16), value(fn(*exact)), rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_gram_over_many_positions_is_accurate():
+    """A bfloat16 sum over 1024 positions would lose whole percent; float32 keeps 1e-4."""
+    f = feats((1, 32, 32, 4), scale=3.0)
+    f_bf16 = ops.cast(f, "bfloat16")
+    expected = np_gram(value(ops.cast(f_bf16, "float32")))
+    ours = value(losses.gram_matrix(f_bf16))
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)

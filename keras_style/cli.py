@@ -63,7 +63,12 @@ def build_eval_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image_file", nargs="+", required=True, metavar="PATH",
                    help="photos to stylise: files and/or folders")
-    p.add_argument("--model_file", metavar="M.keras", help="a network exported by train.py")
+    p.add_argument("--model_file", nargs="+", metavar="M.keras",
+                   help="network(s) exported by train.py, e.g. pretrained/wave.keras; several give "
+                        "one result per network")
+    p.add_argument("--gallery", metavar="FILE",
+                   help="with --model_file: also write one image with each photo and its results "
+                        "side by side, labelled with the model names")
     p.add_argument("--style_image", nargs="+", metavar="IMG",
                    help="style image(s); several are blended (see --style_weights)")
     p.add_argument("--style_weights", nargs="+", type=float, metavar="W",
@@ -171,18 +176,36 @@ def _for_each_photo(photos, targets, work):
 
 def _eval_model(args, photos):
     from keras_style import images, stylize
-    model = stylize.load_model(args.model_file)
-    stylizer = stylize.TransformStylizer(model, args.model_file)
-    tag = Path(args.model_file).stem
-    targets = output_paths(photos, tag, args.output, photos + [Path(args.model_file)])
+    model_files = [Path(m) for m in args.model_file]
+    if args.output and len(model_files) > 1 and Path(args.output).suffix:
+        raise UserError(f"--output {args.output}: {len(model_files)} models need a folder")
+    stylizers = [stylize.TransformStylizer(stylize.load_model(m), m) for m in model_files]
+    protected = photos + model_files
+    if args.gallery:
+        gallery = Path(args.gallery)
+        protected.append(gallery)
+        if gallery.suffix.lower() not in images.SAVE_FORMATS:
+            raise UserError(f"--gallery {gallery}: unknown image format {gallery.suffix!r} "
+                            f"(use one of {', '.join(sorted(images.SAVE_FORMATS))})")
+        if gallery.resolve() in {p.resolve() for p in photos + model_files}:
+            raise UserError(f"--gallery {gallery}: would overwrite an input file")
+    plans = [(stylizer, output_paths(photos, stylizer.name, args.output, protected))
+             for stylizer in stylizers]
+    results = {photo: [] for photo in photos}
 
-    def work(photo, target):
+    def work(photo, targets):
         image = images.load_image(photo, max_size=args.max_size)
-        result, seconds = stylize.timed(stylizer, image)
-        images.save_image(result, target)
-        print(f"{target}  ({image.shape[1]}x{image.shape[0]}, {seconds:.3f} s)")
+        results[photo].append(("photo", image))
+        for (stylizer, _), target in zip(plans, targets):
+            result, seconds = stylize.timed(stylizer, image)
+            images.save_image(result, target)
+            results[photo].append((stylizer.name, result))
+            print(f"{target}  ({image.shape[1]}x{image.shape[0]}, {seconds:.3f} s)")
 
-    _for_each_photo(photos, targets, work)
+    _for_each_photo(photos, list(zip(*(targets for _, targets in plans))), work)
+    if args.gallery:
+        images.save_image(stylize.gallery([row for row in results.values() if row]), args.gallery)
+        print(f"{args.gallery}  (gallery)")
 
 
 def _eval_optimise(args, photos):

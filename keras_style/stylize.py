@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
+from keras_style import images
 from keras_style.errors import UserError
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
@@ -33,20 +34,46 @@ def is_metanet(model):
 class TransformStylizer:
     """Applies a per-style transform network to images of any size."""
 
-    def __init__(self, model, name):
+    def __init__(self, model, path):
+        path = Path(path)
         if is_metanet(model):
-            raise UserError(f"{name}: this is a MetaNet model; give it a style with --style_image")
+            raise UserError(f"{path}: this is a MetaNet model; give it a style with --style_image")
         if len(model.inputs) != 1:
-            raise UserError(f"{name}: not a per-style transform network")
+            raise UserError(f"{path}: not a per-style transform network")
         self.model = model
-        self.name = name
-        self._run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self.name = path.stem
+        # One trace for every image size; traced here so the first photo's timing is honest.
+        self._run = tf.function(lambda x: model(x, training=False),
+                                input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
+        self._run(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)))
 
     def __call__(self, image):
         """(H, W, 3) float32 in [0, 255] -> stylised (H, W, 3) float32 in [0, 255]."""
         padded, (height, width) = _pad_small(image)
         out = self._run(tf.constant(padded[None]))
         return np.clip(out.numpy()[0, :height, :width], 0, 255)
+
+
+def gallery(rows, height=256, gap=4):
+    """One image from rows of (label, image): each row one photo and its results, labelled."""
+    from PIL import Image, ImageDraw
+
+    def tile(image):
+        scale = height / image.shape[0]
+        return images.resize(image, (height, max(1, round(image.shape[1] * scale))))
+
+    tiles = [[(label, tile(image)) for label, image in row] for row in rows]
+    width = max(sum(t.shape[1] + gap for _, t in row) - gap for row in tiles)
+    label_height = 18
+    sheet = Image.new("RGB", (width, len(tiles) * (height + label_height + gap) - gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(tiles):
+        top, left = r * (height + label_height + gap), 0
+        for label, t in row:
+            sheet.paste(Image.fromarray(np.clip(t, 0, 255).astype(np.uint8)), (left, top + label_height))
+            draw.text((left + 2, top + 3), label, fill="black")
+            left += t.shape[1] + gap
+    return np.asarray(sheet, dtype=np.float32)
 
 
 def _pad_small(image):

@@ -188,3 +188,26 @@ def test_train_missing_config_and_bad_override(tmp_path):
     assert_one_line_error(run("train.py", "-c", "none.yml", cwd=tmp_path), "none.yml")
     (tmp_path / "c.yml").write_text("naming: x\n")
     assert_one_line_error(run("train.py", "-c", "c.yml", "--set", "oops", cwd=tmp_path), "key=value")
+
+
+def test_eval_several_models_and_gallery(trained):
+    work, _ = trained
+    (work / "models" / "copy").mkdir(exist_ok=True)
+    (work / "models" / "copy" / "other.keras").write_bytes((work / "models/tiny/tiny.keras").read_bytes())
+    photo(work / "g" / "a.jpg", (40, 30))
+    photo(work / "g" / "b.jpg", (30, 40), seed=4)
+    result = run("eval.py", "--model_file", "models/tiny/tiny.keras", "models/copy/other.keras",
+                 "--image_file", "g", "--output", "gout", "--gallery", "sheet.png", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert len(list((work / "gout").glob("res_*.jpg"))) == 4
+    sheet = Image.open(work / "sheet.png")
+    assert sheet.width > 3 * 30 and sheet.height > 2 * 30  # two rows of photo + two results
+
+
+def test_eval_gallery_bad_format_writes_nothing(trained):
+    work, _ = trained
+    photo(work / "h.jpg")
+    result = run("eval.py", "--model_file", "models/tiny/tiny.keras", "--image_file", "h.jpg",
+                 "--output", "hout", "--gallery", "sheet.txt", cwd=work)
+    assert_one_line_error(result, "sheet.txt")
+    assert not (work / "hout").exists()

@@ -1,0 +1,302 @@
+"""MetaNet style transfer (Shen et al. 2018): a network that turns a style image into the weights of
+a transform network, so one model stylises with styles it has never seen, in one forward pass.
+
+The pieces, all functional Keras models:
+- the meta transform, [photo, params] -> image: the Johnson network of `transform.py` whose middle
+  convolutions (down-sampling into the residual width, the residual blocks, the first up-sampling)
+  are `DynamicConv2D` layers reading kernel and bias from `params`; the stem, the first
+  down-sampling, the last up-sampling and the output convolution keep trainable weights (they mostly
+  resample; the style lives in the residual part);
+- the MetaNet, [VGG mean/std statistics of the style, style image] -> params (all its layers are
+  named `metanet_...`, which is how `Adagrad2` finds them);
+- the style encoder, style image -> params: VGG + `MeanStd` + the MetaNet;
+- the combined model, [photo, style] -> image, nesting the encoder and the transform, which is what
+  a MetaNet `.keras` file holds.
+`ParamLayout` says where each dynamic layer's kernel and bias sit in the flat parameter vector.
+"""
+import math
+from dataclasses import dataclass
+
+import keras
+from keras import layers, ops
+
+from keras_style.layers import (CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
+                                ReflectionPad2D)
+from keras_style.losses import mean_std
+from keras_style.transform import conv_block
+
+# VGG layers whose per-channel mean and std describe a style to the MetaNet (the paper's choice:
+# 2 * (64 + 128 + 256 + 512) = 1920 numbers, and the VGG stops at block 4).
+STYLE_FEATURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+# Shrinks the MetaNet's outputs so the generated kernels start small and move slowly (Keras port).
+OUTPUT_SCALE = 1e-4
+PREFIX = "metanet_"
+ENCODER_NAME = "style_encoder"
+TRANSFORM_NAME = "meta_transform"
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """One dynamic convolution's columns in the parameter vector: the kernel, then the bias."""
+    name: str
+    kernel_shape: tuple  # (k, k, in_channels, filters)
+    offset: int
+
+    @property
+    def kernel_size(self):
+        return math.prod(self.kernel_shape)
+
+    @property
+    def bias_size(self):
+        return self.kernel_shape[-1]
+
+    @property
+    def size(self):
+        return self.kernel_size + self.bias_size
+
+    @property
+    def end(self):
+        return self.offset + self.size
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """The table of dynamic layers, in vector order; the MetaNet writes it, the transform reads it."""
+    slots: tuple
+
+    @classmethod
+    def packed(cls, shapes):
+        """Slots for `[(name, kernel_shape), ...]`, laid end to end from column 0."""
+        slots, offset = [], 0
+        for name, shape in shapes:
+            slots.append(ParamSlot(name, tuple(int(n) for n in shape), offset))
+            offset = slots[-1].end
+        return cls(tuple(slots))
+
+    @classmethod
+    def of_model(cls, model):
+        """The layout a built meta transform actually reads, checked to be contiguous."""
+        dynamic = sorted((layer for layer in _all_layers(model) if isinstance(layer, DynamicConv2D)),
+                         key=lambda layer: layer.offset)
+        layout = cls.packed([(layer.name, layer.kernel_shape) for layer in dynamic])
+        found = [layer.offset for layer in dynamic]
+        if found != [slot.offset for slot in layout]:
+            raise ValueError(f"{model.name}: dynamic layers are not packed end to end ({found})")
+        return layout
+
+    @property
+    def size(self):
+        return self.slots[-1].end if self.slots else 0
+
+    def __iter__(self):
+        return iter(self.slots)
+
+    def __len__(self):
+        return len(self.slots)
+
+    def __getitem__(self, name):
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise KeyError(name)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+@dataclass(frozen=True)
+class _Dynamic:
+    block: str
+    in_channels: int
+    filters: int
+    strides: int = 1
+    upsample: bool = False
+    relu: bool = True
+
+    @property
+    def layer_name(self):
+        return f"{self.block}_conv"
+
+
+def _dynamic_blocks(base, residual_width, residual_blocks):
+    """The meta transform's dynamic convolutions (all 3x3), in network and vector order."""
+    blocks = [_Dynamic("down2", 2 * base, residual_width, strides=2)]
+    for i in range(1, residual_blocks + 1):
+        blocks.append(_Dynamic(f"res{i}_a", residual_width, residual_width))
+        blocks.append(_Dynamic(f"res{i}_b", residual_width, residual_width, relu=False))
+    blocks.append(_Dynamic("up1", residual_width, residual_width, upsample=True))
+    return blocks
+
+
+def transform_layout(base=16, residual_width=48, residual_blocks=6):
+    """The `ParamLayout` of `build_meta_transform(base, residual_width, residual_blocks)`."""
+    return ParamLayout.packed([(b.layer_name, (3, 3, b.in_channels, b.filters))
+                               for b in _dynamic_blocks(base, residual_width, residual_blocks)])
+
+
+def _dynamic_block(x, params, spec, slot, norm):
+    """[upsample] -> reflection pad -> dynamic conv -> [instance norm] -> [ReLU], as `conv_block`."""
+    if spec.upsample:
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{spec.block}_up")(x)
+    x = ReflectionPad2D(1, name=f"{spec.block}_pad")(x)
+    x = DynamicConv2D(spec.filters, 3, strides=spec.strides, offset=slot.offset,
+                      name=spec.layer_name)([x, params])
+    if norm:
+        x = InstanceNormalization(name=f"{spec.block}_norm")(x)
+    if spec.relu:
+        x = layers.ReLU(name=f"{spec.block}_relu")(x)
+    return x
+
+
+def build_meta_transform(base=16, residual_width=48, residual_blocks=6, dynamic_norm=True,
+                         name=TRANSFORM_NAME):
+    """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
+
+    Widths: stem `base`, first down-sampling `2 * base`, then `residual_width` through the dynamic
+    part (including the first up-sampling), last up-sampling `base`; the Keras port used 16, 48 and
+    6 blocks. With `dynamic_norm` each dynamic convolution is followed by instance normalisation, as
+    in the paper and `transform.py`, which also makes the generated kernels' overall scale
+    irrelevant; the Keras port had none.
+
+    The MetaNet grows with the vector length P (one Dense of ~385 x slot size per dynamic layer):
+    at 48 wide and 6 blocks it has 112M weights (224 MB even in float16); 16 wide and 5 blocks,
+    14M (a 44 MB float16 file with the VGG).
+    """
+    specs = _dynamic_blocks(base, residual_width, residual_blocks)
+    layout = transform_layout(base, residual_width, residual_blocks)
+    photo = keras.Input((None, None, 3), name="photo")
+    params = keras.Input((layout.size,), name="params")
+    x = PadToMultiple(4, name="pad_to_4")(photo)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
+    x = conv_block(x, base, 9, name="stem")
+    x = conv_block(x, 2 * base, 3, strides=2, name="down1")
+    down, residual, up = specs[0], specs[1:-1], specs[-1]
+    x = _dynamic_block(x, params, down, layout[down.layer_name], dynamic_norm)
+    for first, second in zip(residual[::2], residual[1::2]):
+        y = _dynamic_block(x, params, first, layout[first.layer_name], dynamic_norm)
+        y = _dynamic_block(y, params, second, layout[second.layer_name], dynamic_norm)
+        x = layers.Add(name=f"{first.block[:-2]}_add")([x, y])
+    x = _dynamic_block(x, params, up, layout[up.layer_name], dynamic_norm)
+    x = conv_block(x, base, 3, upsample=True, name="up2")
+    x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
+    x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
+    image = CropLike(dtype="float32", name="crop")([x, photo])
+    return keras.Model([photo, params], image, name=name)
+
+
+def style_feature_size(vgg, style_layers=STYLE_FEATURE_LAYERS):
+    """Length of the VGG statistics vector: 2 * the channels of each style layer."""
+    return sum(2 * vgg.output[name].shape[-1] for name in style_layers)
+
+
+def style_statistics(features, style_layers=STYLE_FEATURE_LAYERS):
+    """The MetaNet's first input from a dict of VGG features: per layer, the channel means then the
+    standard deviations, in float32 — what the style encoder computes, for a trainer that already
+    has the style's VGG features and would rather not run the VGG twice.
+    """
+    return ops.concatenate([ops.concatenate(mean_std(features[n]), axis=-1) for n in style_layers], axis=-1)
+
+
+def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_units=(64, 32, 16),
+                  cnn_filters=(64, 64, 256), dropout=(0.05, 0.1), name="metanet"):
+    """[style statistics (B, style_features), style image (B, H, W, 3) in [0, 255]] -> params (B, P).
+
+    Two views of the style: the VGG mean/std statistics (input 1), and the mean/std of a small CNN
+    of its own on the image scaled by 1/15 (input 2; no normalisation inside, which would erase the
+    statistics it is there to measure). Hidden units shared by all layers (relu on input 1, sigmoid
+    and relu on input 2) join each dynamic layer's own group of the same three kinds, and a linear
+    Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and concatenated in layout
+    order. Defaults follow the Keras port.
+    """
+    stats = keras.Input((style_features,), name="style_stats")
+    style = keras.Input((None, None, 3), name="style")
+    x = layers.Rescaling(1 / 15, name=f"{PREFIX}scale")(style)
+    for i, (filters, size) in enumerate(zip(cnn_filters, (9, 3, 3))):
+        x = conv_block(x, filters, size, strides=1 if i == 0 else 2, norm=False, name=f"{PREFIX}cnn{i + 1}")
+    cnn = MeanStd(name=f"{PREFIX}cnn_stats")(x)
+    shared = _hidden(stats, cnn, shared_units, dropout[0], f"{PREFIX}shared")
+    outputs = []
+    for slot in layout:
+        own = _hidden(stats, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
+        hidden = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
+        for part, size in (("kernel", slot.kernel_size), ("bias", slot.bias_size)):
+            y = layers.Dense(size, name=f"{PREFIX}{slot.name}_{part}")(hidden)
+            outputs.append(layers.Rescaling(OUTPUT_SCALE, dtype="float32",
+                                            name=f"{PREFIX}{slot.name}_{part}_scale")(y))
+    params = layers.Concatenate(dtype="float32", name=f"{PREFIX}params")(outputs)
+    return keras.Model([stats, style], params, name=name)
+
+
+def _hidden(stats, cnn, units, rate, name):
+    relu1, sigmoid2, relu2 = units
+    parts = [layers.Dense(relu1, activation="relu", name=f"{name}_stats_relu")(stats),
+             layers.Dense(sigmoid2, activation="sigmoid", name=f"{name}_cnn_sigmoid")(cnn),
+             layers.Dense(relu2, activation="relu", name=f"{name}_cnn_relu")(cnn)]
+    return layers.Dropout(rate, name=f"{name}_dropout")(layers.Concatenate(name=f"{name}_units")(parts))
+
+
+def metanet_variable_names(metanet):
+    """The paths of the MetaNet's trainable variables: `Adagrad2`'s `norm_val`."""
+    return [v.path for v in metanet.trainable_variables]
+
+
+def build_style_encoder(metanet, vgg, style_layers=STYLE_FEATURE_LAYERS, name=ENCODER_NAME):
+    """style image (B, H, W, 3) in [0, 255] -> params (B, P): VGG statistics, then the MetaNet.
+
+    `vgg` is a `vgg.build_vgg` model with (at least) `style_layers` among its outputs; only the part
+    of it those layers need goes into the encoder (and so into a saved file).
+    """
+    features = keras.Model(vgg.input, {n: vgg.output[n] for n in style_layers}, name="vgg19_style")
+    features.trainable = False
+    style = keras.Input((None, None, 3), name="style")
+    computed = features(style)
+    stats = layers.Concatenate(dtype="float32", name="style_stats")(
+        [MeanStd(dtype="float32", name=f"{n}_stats")(computed[n]) for n in style_layers])
+    return keras.Model(style, metanet([stats, style]), name=name)
+
+
+def build_metanet_model(encoder, transform, name="metanet_style_transfer"):
+    """[photo (B, H, W, 3), style (B or 1, h, w, 3)] -> image: both halves in one model (one file).
+
+    A single style image is applied to every photo of the batch.
+    """
+    photo = keras.Input((None, None, 3), name="photo")
+    style = keras.Input((None, None, 3), name="style")
+    image = transform([photo, encoder(style)])
+    return keras.Model([photo, style], image, name=name)
+
+
+def metanet_halves(model):
+    """(style encoder, meta transform) of a combined model, e.g. one loaded from a `.keras` file.
+
+    Encode a style once with the first, then stylise any number of photos with the second.
+    """
+    return model.get_layer(ENCODER_NAME), model.get_layer(TRANSFORM_NAME)
+
+
+def build_export_model(metanet, transform, vgg, style_layers=STYLE_FEATURE_LAYERS,
+                       storage_dtype="float16", name="metanet_style_transfer"):
+    """The combined model to save, with the VGG and MetaNet layers that hold weights stored (and
+    run) in `storage_dtype`, halving the file; everything else runs in float32. The transform is
+    used as is. Use `storage_dtype="float32"` for a full-precision file.
+    """
+    features = keras.Model(vgg.input, {n: vgg.output[n] for n in style_layers})
+    encoder = build_style_encoder(_recast(metanet, storage_dtype), _recast(features, storage_dtype),
+                                  style_layers)
+    return build_metanet_model(encoder, transform, name=name)
+
+
+def _recast(model, storage_dtype):
+    """A copy of a flat functional model whose weighted layers use `storage_dtype`, others float32."""
+    def clone(layer):
+        dtype = storage_dtype if layer.weights else "float32"
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    copy.trainable = False
+    return copy

@@ -1,0 +1,175 @@
+"""The MetaNet, the meta transform and the combined model, on tiny widths with random VGG weights."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_style import metanet as mn
+from keras_style.layers import DynamicConv2D
+from keras_style.optimizers import Adagrad2
+from keras_style.transform import conv_block, residual_block
+from keras_style.vgg import build_vgg
+
+BASE, WIDTH, BLOCKS = 2, 4, 2
+SMALL = dict(shared_units=(8, 4, 8), group_units=(4, 4, 4), cnn_filters=(4, 4, 8))
+
+
+@pytest.fixture(scope="module")
+def parts():
+    keras.utils.set_random_seed(0)
+    vgg = build_vgg(mn.STYLE_FEATURE_LAYERS, weights="random")
+    transform = mn.build_meta_transform(BASE, WIDTH, BLOCKS)
+    layout = mn.ParamLayout.of_model(transform)
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
+    encoder = mn.build_style_encoder(metanet, vgg)
+    return vgg, transform, layout, metanet, encoder
+
+
+def images(count, height, width, seed):
+    """Random pixels as a tensor (Keras refuses a list input mixing NumPy arrays and tensors)."""
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(0, 255, (count, height, width, 3)), tf.float32)
+
+
+def test_layout_is_contiguous_and_fills_the_vector(parts):
+    vgg, transform, layout, metanet, encoder = parts
+    assert layout == mn.transform_layout(BASE, WIDTH, BLOCKS)
+    assert [s.name for s in layout] == (["down2_conv"] + [f"res{i}_{h}_conv" for i in (1, 2) for h in "ab"]
+                                        + ["up1_conv"])
+    assert layout["down2_conv"].kernel_shape == (3, 3, 2 * BASE, WIDTH)
+    ends = [0] + [s.end for s in layout]
+    assert [s.offset for s in layout] == ends[:-1]
+    assert all(s.size == 9 * s.kernel_shape[2] * s.kernel_shape[3] + s.kernel_shape[3] for s in layout)
+    assert transform.inputs[1].shape[-1] == layout.size == metanet.output.shape[-1]
+    assert encoder(images(1, 32, 32, 0)).shape == (1, layout.size)
+    assert mn.style_feature_size(vgg) == 2 * (64 + 128 + 256 + 512)
+
+
+def test_encoder_is_vgg_statistics_then_metanet(parts):
+    vgg, transform, layout, metanet, encoder = parts
+    style = images(2, 28, 36, 10)
+    stats = mn.style_statistics(vgg(style))
+    assert stats.shape == (2, mn.style_feature_size(vgg))
+    np.testing.assert_allclose(metanet([stats, style]), encoder(style), rtol=1e-5, atol=1e-8)
+
+
+def plain_network(transform, layout, params):
+    """The same architecture with ordinary Conv2D layers, given the transform's weights and the
+    dynamic layers' kernels cut out of `params` by hand."""
+    photo = keras.Input((None, None, 3))
+    x = transform.get_layer("pad_to_4")(photo)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
+    x = conv_block(x, BASE, 9, name="stem")
+    x = conv_block(x, 2 * BASE, 3, strides=2, name="down1")
+    x = conv_block(x, WIDTH, 3, strides=2, name="down2")
+    for i in range(BLOCKS):
+        x = residual_block(x, WIDTH, name=f"res{i + 1}")
+    x = conv_block(x, WIDTH, 3, upsample=True, name="up1")
+    x = conv_block(x, BASE, 3, upsample=True, name="up2")
+    x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
+    x = keras.layers.Rescaling(127.5, offset=127.5)(x)
+    model = keras.Model(photo, transform.get_layer("crop")([x, photo]))
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name in [s.name for s in layout]:
+            slot = layout[layer.name]
+            kernel = params[slot.offset:slot.offset + slot.kernel_size].reshape(slot.kernel_shape)
+            layer.set_weights([kernel, params[slot.offset + slot.kernel_size:slot.end]])
+        else:
+            layer.set_weights(transform.get_layer(layer.name).get_weights())
+    return model
+
+
+@pytest.mark.parametrize("source", ["metanet", "random"])
+def test_meta_transform_is_the_plain_network_with_generated_weights(parts, source):
+    vgg, transform, layout, metanet, encoder = parts
+    if source == "metanet":
+        params = np.asarray(encoder(images(1, 40, 36, 1)))[0]
+    else:  # kernels of a trained network's magnitude, so every dynamic layer visibly matters
+        params = np.random.default_rng(2).normal(0, 0.3, layout.size).astype("float32")
+    photo = images(2, 23, 18, 3)
+    got = transform([photo, tf.constant(params[None])])
+    want = plain_network(transform, layout, params)(photo)
+    assert got.shape == (2, 23, 18, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-3)
+
+
+def test_mixed_styles_in_one_batch_match_one_at_a_time(parts):
+    vgg, transform, layout, metanet, encoder = parts
+    styles = images(2, 32, 32, 4) * tf.constant([1.0, 0.3])[:, None, None, None]  # two palettes
+    params = encoder(styles)
+    photos = images(2, 20, 20, 5)
+    together = np.asarray(transform([photos, params]))
+    apart = [np.asarray(transform([photos[i:i + 1], params[i:i + 1]]))[0] for i in range(2)]
+    np.testing.assert_allclose(together, np.stack(apart), rtol=1e-4, atol=1e-3)
+    swapped = np.asarray(transform([photos, tf.reverse(params, [0])]))
+    assert np.abs(swapped - together).max() > 1e-3  # the style does reach the image
+    # One style image for the whole batch, eagerly and compiled.
+    combined = mn.build_metanet_model(encoder, transform)
+    want = transform([photos, tf.repeat(params[:1], 2, axis=0)])
+    np.testing.assert_allclose(combined([photos, styles[:1]]), want, rtol=1e-4, atol=1e-3)
+    compiled = tf.function(lambda p, s: combined([p, s]))
+    np.testing.assert_allclose(compiled(photos, styles[:1]), want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("value", [0.0, 128.0, 255.0])
+def test_solid_colours_give_finite_parameters_images_and_gradients(parts, value):
+    vgg, transform, layout, metanet, encoder = parts
+    solid = tf.fill((2, 24, 24, 3), value)
+    variables = encoder.trainable_variables + transform.trainable_variables
+    with tf.GradientTape() as tape:
+        params = encoder(solid, training=True)
+        image = transform([solid, params], training=True)
+        loss = tf.reduce_mean(tf.square(image - 100.0))
+    grads = tape.gradient(loss, variables)
+    assert np.isfinite(params).all() and np.isfinite(image).all()
+    assert all(np.isfinite(g).all() for g in grads if g is not None)
+
+
+def test_optimizer_groups_are_the_metanet_variables(parts):
+    vgg, transform, layout, metanet, encoder = parts
+    names = mn.metanet_variable_names(metanet)
+    assert names and all(n.startswith(mn.PREFIX) for n in names)
+    opt = Adagrad2(norm_val=names)
+    assert all(opt.in_norm_group(v) for v in encoder.trainable_variables)
+    assert not any(opt.in_norm_group(v) for v in transform.trainable_variables)
+    assert len(encoder.trainable_variables) == len(metanet.trainable_variables)  # VGG frozen
+
+
+def test_keras_file_holds_both_halves(parts, tmp_path):
+    vgg, transform, layout, metanet, encoder = parts
+    photos, style = images(2, 21, 19, 6), images(1, 30, 34, 7)
+    full = mn.build_metanet_model(encoder, transform)
+    exported = mn.build_export_model(metanet, transform, vgg)
+    full.save(tmp_path / "full.keras")
+    exported.save(tmp_path / "half.keras")
+    expected = np.asarray(full([photos, style]))
+    loaded_encoder, loaded_transform = mn.metanet_halves(keras.saving.load_model(tmp_path / "full.keras"))
+    again = loaded_transform([photos, loaded_encoder(style)])
+    np.testing.assert_allclose(again, expected, rtol=1e-5, atol=1e-4)
+
+    small = keras.saving.load_model(tmp_path / "half.keras")
+    dtypes = {v.path: v.dtype for v in small.weights}
+    assert dtypes["block1_conv1/kernel"] == "float16"
+    assert dtypes[f"{mn.PREFIX}shared_stats_relu/kernel"] == "float16"
+    assert dtypes["stem_conv/kernel"] == "float32"
+    assert (tmp_path / "half.keras").stat().st_size < 0.6 * (tmp_path / "full.keras").stat().st_size
+    small_encoder, _ = mn.metanet_halves(small)
+    params, want = np.asarray(small_encoder(style)), np.asarray(encoder(style))
+    np.testing.assert_allclose(params, want, rtol=0.02, atol=0.02 * np.abs(want).max())
+    assert np.abs(np.asarray(small([photos, style])) - expected).max() < 2.0
+
+
+def test_builds_and_runs_under_mixed_bfloat16():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        transform = mn.build_meta_transform(BASE, WIDTH, 1)
+        layout = mn.ParamLayout.of_model(transform)
+        params = tf.random.normal((2, layout.size), stddev=0.3, seed=8)
+        image = transform([images(2, 12, 12, 9), params])
+        dynamic = [layer for layer in transform.layers if isinstance(layer, DynamicConv2D)]
+        assert all(layer.compute_dtype == "bfloat16" for layer in dynamic)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert image.dtype == "float32" and np.isfinite(image).all()

@@ -55,10 +55,13 @@ def _run(prog, work):
 def build_eval_parser():
     p = _Parser(
         prog="eval.py",
-        description="Stylise photos. With --model_file, apply a trained network (fast); with only "
-                    "--style_image, optimise each photo against the style (Gatys et al., slow).",
+        description="Stylise photos. With --model_file, apply a trained network (fast; a MetaNet "
+                    "model takes any --style_image); with only --style_image, optimise each photo "
+                    "against the style (Gatys et al., slow).",
         epilog="examples:\n"
                "  python eval.py --model_file pretrained/wave.keras --image_file samples/astronaut.jpg\n"
+               "  python eval.py --model_file pretrained/metanet.keras --style_image painting.jpg "
+               "--image_file photos/ --save_style painting.npy\n"
                "  python eval.py --image_file photo.jpg --style_image painting.jpg --iterations 200",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image_file", nargs="+", required=True, metavar="PATH",
@@ -70,11 +73,18 @@ def build_eval_parser():
                    help="with --model_file: also write one image with each photo and its results "
                         "side by side, labelled with the model names")
     p.add_argument("--style_image", nargs="+", metavar="IMG",
-                   help="style image(s); several are blended (see --style_weights)")
+                   help="style image(s); several are blended (see --style_weights). With a MetaNet "
+                        "--model_file, the style(s) to apply")
     p.add_argument("--style_weights", nargs="+", type=float, metavar="W",
                    help="one weight per --style_image (default: equal)")
+    p.add_argument("--save_style", metavar="S.npy",
+                   help="with a MetaNet --model_file: also save the encoded (blended) style vector")
+    p.add_argument("--style_file", metavar="S.npy",
+                   help="with a MetaNet --model_file: a style vector saved with --save_style, "
+                        "instead of --style_image")
     p.add_argument("--output", metavar="PATH",
-                   help="output file (one photo) or folder (default: generated/res_[<model>]_[<image>].jpg)")
+                   help="output file (one photo) or folder (default: generated/res_[<model>]_[<image>].jpg; "
+                        "res_[<model>+<style>]_[<image>].jpg for a MetaNet)")
     p.add_argument("--max_size", type=int, metavar="PX",
                    help="with --model_file: shrink photos so the longer side is at most PX")
     g = p.add_argument_group("optimisation (no --model_file)")
@@ -112,6 +122,12 @@ def _eval(args):
     photos = _collect_photos(args.image_file)
     if args.max_size is not None and args.max_size < 1:
         raise UserError("--max_size must be a positive number of pixels")
+    if (args.save_style or args.style_file) and not args.model_file:
+        raise UserError("--save_style and --style_file need a MetaNet --model_file")
+    if args.style_file and args.style_image:
+        raise UserError("give --style_image or --style_file, not both")
+    if args.style_weights and not args.style_image:
+        raise UserError("--style_weights needs --style_image (one weight per style image)")
     if args.model_file:
         return _eval_model(args, photos)
     if args.style_image:
@@ -179,18 +195,27 @@ def _eval_model(args, photos):
     model_files = [Path(m) for m in args.model_file]
     if args.output and len(model_files) > 1 and Path(args.output).suffix:
         raise UserError(f"--output {args.output}: {len(model_files)} models need a folder")
-    stylizers = [stylize.TransformStylizer(stylize.load_model(m), m) for m in model_files]
-    protected = photos + model_files
+    protected = photos + model_files + [Path(s) for s in args.style_image or []]
+    protected += [Path(args.style_file)] if args.style_file else []
+    if args.save_style:
+        _check_save_style_path(Path(args.save_style), protected)
+    stylizers = [_stylizer(stylize.load_model(m), m, args) for m in model_files]
+    if args.save_style and (len(stylizers) != 1 or not isinstance(stylizers[0], stylize.MetaNetStylizer)):
+        raise UserError("--save_style needs exactly one --model_file, a MetaNet")
     if args.gallery:
         gallery = Path(args.gallery)
-        protected.append(gallery)
         if gallery.suffix.lower() not in images.SAVE_FORMATS:
             raise UserError(f"--gallery {gallery}: unknown image format {gallery.suffix!r} "
                             f"(use one of {', '.join(sorted(images.SAVE_FORMATS))})")
-        if gallery.resolve() in {p.resolve() for p in photos + model_files}:
+        if gallery.resolve() in {p.resolve() for p in protected}:
             raise UserError(f"--gallery {gallery}: would overwrite an input file")
+        protected.append(gallery)
+    if args.save_style:
+        protected.append(Path(args.save_style))
     plans = [(stylizer, output_paths(photos, stylizer.name, args.output, protected))
              for stylizer in stylizers]
+    if args.save_style:
+        _save_style(stylizers[0].params.numpy()[0], Path(args.save_style))
     results = {photo: [] for photo in photos}
 
     def work(photo, targets):
@@ -206,6 +231,44 @@ def _eval_model(args, photos):
     if args.gallery:
         images.save_image(stylize.gallery([row for row in results.values() if row]), args.gallery)
         print(f"{args.gallery}  (gallery)")
+
+
+def _stylizer(model, path, args):
+    """A TransformStylizer for a per-style model; a MetaNetStylizer with its style set for a MetaNet."""
+    from keras_style import images, stylize
+    if not (args.style_image or args.style_file):
+        return stylize.TransformStylizer(model, path)  # refuses a MetaNet: it needs a style
+    stylizer = stylize.MetaNetStylizer(model, path)  # refuses a per-style model: it ignores styles
+    if args.style_file:
+        stylizer.use_style([stylizer.load_style(args.style_file)], Path(args.style_file).stem)
+        return stylizer
+    vectors = []
+    for style in args.style_image:
+        image = images.load_image(style, max_size=4 * stylize.STYLE_SIDE)
+        vector, seconds = stylize.timed(stylizer.encode, image)
+        print(f"encoded style {style} ({seconds:.3f} s)")
+        vectors.append(vector)
+    stylizer.use_style(vectors, "+".join(Path(s).stem for s in args.style_image), args.style_weights)
+    return stylizer
+
+
+def _check_save_style_path(path, protected):
+    if path.suffix.lower() != ".npy":
+        raise UserError(f"--save_style {path}: the file name must end in .npy")
+    if path.is_dir():
+        raise UserError(f"--save_style {path}: is a folder")
+    if path.resolve() in {p.resolve() for p in protected}:
+        raise UserError(f"--save_style {path}: would overwrite an input file")
+
+
+def _save_style(vector, path):
+    import numpy as np
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vector.astype(np.float32))
+    except OSError as exc:
+        raise UserError(f"--save_style {path}: cannot write ({exc.strerror or exc})") from None
+    print(f"{path}  (style vector of {vector.size} numbers)")
 
 
 def _eval_optimise(args, photos):

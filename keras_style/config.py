@@ -48,8 +48,20 @@ class TrainConfig:
     # Network.
     base: int = 16
     residual_blocks: int = 5
+    # MetaNet (method: metanet): styles come from a folder, not from style_image.
+    style_data: Optional[str] = None          # folder of training style images (required)
+    val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
+    residual_width: int = 16                  # channels of the generated (dynamic) convolutions
+    steps_per_style: int = 20                 # single-style phase: steps on each style
+    styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
+    styles_per_batch_min: int = 4             # then each batch mixes min..max styles (<= batch_size)
+    styles_per_batch_max: int = 8
     # Schedule.
     image_size: int = 256
+    # Photos are scaled so their shorter side is this before the random `image_size` crop (default:
+    # image_size). Cropping 128 px from 256 px photos sees content at the 256 px scale for a quarter
+    # of the compute.
+    photo_size: Optional[int] = None
     batch_size: int = 4
     epoch: int = 2
     max_steps: Optional[int] = None
@@ -66,6 +78,11 @@ class TrainConfig:
     @property
     def run_dir(self):
         return Path(self.model_path) / self.naming
+
+    @property
+    def photo_side(self):
+        """The shorter side photos are scaled to before cropping."""
+        return self.photo_size or self.image_size
 
     @property
     def export_path(self):
@@ -171,6 +188,8 @@ def _check_values(config, source):
         fail(f"loss_model must be vgg19 (the only loss network), got {config.loss_model!r}")
     if config.optimizer not in ("adam", "adagrad2"):
         fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
+    if config.optimizer == "adagrad2" and config.method != "metanet":
+        fail("optimizer adagrad2 clips the MetaNet's gradients; it is for method metanet (use adam)")
     if config.distribute not in DISTRIBUTE:
         fail(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {config.distribute!r}")
     if not config.naming or "/" in config.naming or config.naming.startswith("."):
@@ -183,10 +202,14 @@ def _check_values(config, source):
     for key in ("content_weight", "style_weight", "tv_weight", "residual_blocks"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
+    if config.method == "metanet":
+        _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:
         fail(f"max_steps must be positive, got {config.max_steps}")
     if config.image_size < 16 or config.image_size % 4:
         fail(f"image_size must be a multiple of 4 and at least 16, got {config.image_size}")
+    if config.photo_size is not None and config.photo_size < config.image_size:
+        fail(f"photo_size must be at least image_size ({config.image_size}), got {config.photo_size}")
     from keras_style.vgg import keras_layer_name  # cheap: no TensorFlow import
     for name in config.content_layers + config.style_layers:
         try:
@@ -196,18 +219,51 @@ def _check_values(config, source):
     _check_paths(config, fail)
 
 
+def _check_metanet_values(config, fail):
+    for key in ("residual_width", "steps_per_style", "styles_per_batch_min"):
+        if getattr(config, key) < 1:
+            fail(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.styles_before_batching < 0:
+        fail(f"styles_before_batching must not be negative, got {config.styles_before_batching}")
+    if config.styles_per_batch_max < config.styles_per_batch_min:
+        fail(f"styles_per_batch_max ({config.styles_per_batch_max}) is below styles_per_batch_min "
+             f"({config.styles_per_batch_min})")
+    if config.styles_per_batch_max > config.batch_size:
+        fail(f"styles_per_batch_max ({config.styles_per_batch_max}) exceeds batch_size "
+             f"({config.batch_size}): a batch cannot mix more styles than it has photos")
+
+
 def _check_paths(config, fail):
     if config.method == "transform":
         if not config.style_image:
             fail("style_image is required to train a per-style network")
         if not is_url(config.style_image) and not Path(config.style_image).is_file():
             fail(f"style_image {config.style_image}: no such file")
+        for key in ("style_data", "val_styles"):
+            if getattr(config, key):
+                fail(f"{key} is for method metanet; a per-style network learns style_image")
+    else:
+        if config.style_image:
+            fail("style_image is for method transform; a MetaNet learns the styles in style_data")
+        if not config.style_data:
+            fail("style_data (a folder of style images) is required for method metanet")
+        _check_image_folder("style_data", config.style_data, fail)
+        if config.val_styles:
+            _check_image_folder("val_styles", config.val_styles, fail)
     if not Path(config.train_data).is_dir():
         fail(f"train_data {config.train_data}: no such folder")
     if config.val_images and not Path(config.val_images).exists():
         fail(f"val_images {config.val_images}: no such file or folder")
     if config.loss_model_file and not Path(config.loss_model_file).is_file():
         fail(f"loss_model_file {config.loss_model_file}: no such file")
+
+
+def _check_image_folder(key, folder, fail):
+    from keras_style.images import find_images  # cheap: no TensorFlow import
+    if not Path(folder).is_dir():
+        fail(f"{key} {folder}: no such folder")
+    if not find_images(folder):
+        fail(f"{key} {folder}: no image files found")
 
 
 def is_url(text):

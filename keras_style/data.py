@@ -43,25 +43,49 @@ def list_image_files(folder):
     return [str(f) for f in files]
 
 
-def _resize_shorter_to(array, size):
-    height, width = array.shape[:2]
-    scale = size / min(height, width)
-    shape = (max(size, round(height * scale)), max(size, round(width * scale)))
-    return images.resize(array, shape)
-
-
 def _decoder(shorter_side, skipped):
     def decode(path_bytes):
         path = path_bytes.decode("utf-8", "replace")
         try:
             # Decoding at twice the crop size first keeps huge photos cheap and memory bounded.
             array = images.load_image(path, max_size=4 * shorter_side)
-            return _resize_shorter_to(array, shorter_side).astype(np.uint8), True
+            return images.resize_shorter_to(array, shorter_side).astype(np.uint8), True
         except UserError as exc:
             skipped.add(path, str(exc))
             return np.zeros((1, 1, 3), np.uint8), False
 
     return decode
+
+
+def _decoded_images(files, shorter_side, seed, skipped):
+    """An endless, shuffled stream of the readable images of `files`, uint8, shorter side scaled."""
+    decode = _decoder(shorter_side, skipped)
+
+    def load(path):
+        array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        array.set_shape([None, None, 3])
+        ok.set_shape([])
+        return array, ok
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(files))
+    dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return dataset.filter(_is_readable).map(_image_only)
+
+
+def _is_readable(array, ok):
+    return ok
+
+
+def _image_only(array, ok):
+    return array
+
+
+def _random_crop(image_size):
+    def crop(array):
+        return tf.cast(tf.image.random_crop(array, [image_size, image_size, 3]), tf.float32)
+
+    return crop
 
 
 def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_side=None):
@@ -70,22 +94,44 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
     Each image is first scaled so its shorter side is `shorter_side` (default: `image_size`).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
-    decode = _decoder(shorter_side or image_size, skipped)
-
-    def load(path):
-        array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
-        array.set_shape([None, None, 3])
-        ok.set_shape([])
-        return array, ok
-
-    def crop(array, ok):
-        return tf.cast(tf.image.random_crop(array, [image_size, image_size, 3]), tf.float32)
-
-    dataset = tf.data.Dataset.from_tensor_slices(list(files))
-    dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    dataset = dataset.filter(lambda array, ok: ok).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = _decoded_images(files, shorter_side or image_size, seed, skipped)
+    dataset = dataset.map(_random_crop(image_size), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def style_schedule(files, image_size, batch_size, steps_per_style, styles_before_batching,
+                   styles_per_batch, seed=0, skipped=None, start_step=0):
+    """The styles of each MetaNet training step: endless dicts of `styles`, (S, image_size,
+    image_size, 3) float32 random crops of S style images, and `style_index`, (batch_size,) int32,
+    which style each photo of the batch gets.
+
+    The Keras port's schedule: first one style at a time, a fresh crop of the same image for
+    `steps_per_style` steps, until `styles_before_batching` styles have been seen; from then on every
+    step mixes S styles, S drawn uniformly from `styles_per_batch` = (low, high), each photo assigned
+    one of them at random (every one used once at least; so S <= batch_size). `start_step` resumes
+    the schedule (a resumed run does not repeat the single-style phase).
+    """
+    skipped = skipped if skipped is not None else SkippedFiles()
+    crop = _random_crop(image_size)
+    single_steps = max(0, styles_before_batching * steps_per_style - start_step)
+    singles = _decoded_images(files, image_size, seed, skipped).take(-(-single_steps // steps_per_style))
+    singles = singles.flat_map(lambda array: tf.data.Dataset.from_tensors(array).repeat(steps_per_style))
+    singles = singles.take(single_steps).map(
+        lambda array: {"styles": crop(array)[None], "style_index": tf.zeros([batch_size], tf.int32)})
+
+    low, high = styles_per_batch
+    groups = _decoded_images(files, image_size, seed + 1, skipped).map(
+        crop, num_parallel_calls=tf.data.AUTOTUNE).batch(high, drop_remainder=True)
+
+    def mix(group, draw):
+        # `high` crops are decoded per step and the first `count` kept: simpler than batches of
+        # varying size, and decoding is cheap beside a training step.
+        count = tf.random.stateless_uniform([], tf.stack([draw, 0]), low, high + 1, dtype=tf.int32)
+        order = tf.argsort(tf.random.stateless_uniform([batch_size], tf.stack([draw, 1])))
+        return {"styles": group[:count], "style_index": tf.gather(tf.range(batch_size) % count, order)}
+
+    mixed = tf.data.Dataset.zip((groups, tf.data.Dataset.random(seed=seed))).map(mix)
+    return singles.concatenate(mixed).prefetch(tf.data.AUTOTUNE)
 
 
 def fixed_images(paths, size, count, skipped=None):
@@ -94,7 +140,7 @@ def fixed_images(paths, size, count, skipped=None):
     loaded = []
     for path in paths:
         try:
-            array = _resize_shorter_to(images.load_image(path, max_size=4 * size), size)
+            array = images.resize_shorter_to(images.load_image(path, max_size=4 * size), size)
         except UserError as exc:
             if skipped is not None:
                 skipped.add(str(path), str(exc))

@@ -110,6 +110,13 @@ def resize_to_longer(array, size):
     return resize(array, (max(1, round(height * scale)), max(1, round(width * scale))))
 
 
+def resize_shorter_to(array, size):
+    """Scale up or down so the shorter side is exactly `size` (the longer side at least `size`)."""
+    height, width = array.shape[:2]
+    scale = size / min(height, width)
+    return resize(array, (max(size, round(height * scale)), max(size, round(width * scale))))
+
+
 def enlarge_to_min_side(array, min_side):
     """Scale up (aspect kept) so the shorter side is at least `min_side`; larger images are untouched."""
     height, width = array.shape[:2]

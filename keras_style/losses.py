@@ -86,8 +86,22 @@ def perceptual_loss(generated_image, generated_features, content_targets, style_
 
     `content_targets` and `style_grams` map layer names to target features / Gram matrices.
     """
-    content = sum(content_loss(generated_features[n], t) for n, t in content_targets.items())
     style = sum(gram_style_loss(generated_features[n], g) for n, g in style_grams.items())
+    return _weighted_parts(generated_image, generated_features, content_targets, style, weights)
+
+
+def mean_std_perceptual_loss(generated_image, generated_features, content_targets, style_stats, weights):
+    """Weighted content + mean/std style + TV loss (the MetaNet's), as `perceptual_loss`.
+
+    `style_stats` maps layer names to (target mean, target std), each (B or 1, C): per-image
+    targets let every image of a batch carry its own style.
+    """
+    style = sum(mean_std_style_loss(generated_features[n], m, s) for n, (m, s) in style_stats.items())
+    return _weighted_parts(generated_image, generated_features, content_targets, style, weights)
+
+
+def _weighted_parts(generated_image, generated_features, content_targets, style, weights):
+    content = sum(content_loss(generated_features[n], t) for n, t in content_targets.items())
     tv = total_variation(generated_image)
     parts = {"content": weights.content * content, "style": weights.style * style,
              "tv": weights.tv * tv}

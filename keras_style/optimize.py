@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras_style import images, losses
 from keras_style.errors import UserError
 from keras_style.progress import Progress
+from keras_style.stylize import normalised_weights
 from keras_style.vgg import build_vgg
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -78,7 +79,7 @@ class GatysTransfer:
 
         Ctrl-C stops early and returns the best image found so far.
         """
-        style_weights = _normalised(style_weights or [1.0] * len(styles), len(styles))
+        style_weights = normalised_weights(style_weights or [1.0] * len(styles), len(styles))
         content_targets = self.content_targets(content)
         style_grams = self.style_targets(styles, style_weights)
         value_and_grad = self._compile(content.shape, content_targets, style_grams)
@@ -106,15 +107,6 @@ class GatysTransfer:
             return parts, tape.gradient(parts["total"], image)
 
         return value_and_grad
-
-
-def _normalised(weights, count):
-    if len(weights) != count:
-        raise UserError(f"--style_weights has {len(weights)} values for {count} style images")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise UserError("--style_weights must be non-negative and not all zero")
-    total = float(sum(weights))
-    return [w / total for w in weights]
 
 
 class _Best:

@@ -9,8 +9,12 @@ import tensorflow as tf
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
 from keras_style import images
 from keras_style.errors import UserError
+from keras_style.metanet import metanet_halves
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
+# A MetaNet encodes a style image with its shorter side scaled to this: the scale of the crops it
+# was trained on (statistics of a style depend on the size its brushstrokes are seen at).
+STYLE_SIDE = 256
 
 
 def load_model(path):
@@ -31,27 +35,107 @@ def is_metanet(model):
     return any(layer.name == "style_encoder" for layer in model.layers)
 
 
+_PHOTO = tf.TensorSpec((1, None, None, 3), tf.float32)
+
+
 class TransformStylizer:
     """Applies a per-style transform network to images of any size."""
 
     def __init__(self, model, path):
         path = Path(path)
         if is_metanet(model):
-            raise UserError(f"{path}: this is a MetaNet model; give it a style with --style_image")
+            raise UserError(f"{path}: a MetaNet model needs a style: give --style_image (or --style_file)")
         if len(model.inputs) != 1:
             raise UserError(f"{path}: not a per-style transform network")
         self.model = model
         self.name = path.stem
         # One trace for every image size; traced here so the first photo's timing is honest.
-        self._run = tf.function(lambda x: model(x, training=False),
-                                input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
+        self._run = tf.function(lambda x: model(x, training=False), input_signature=[_PHOTO])
         self._run(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)))
 
     def __call__(self, image):
         """(H, W, 3) float32 in [0, 255] -> stylised (H, W, 3) float32 in [0, 255]."""
-        padded, (height, width) = _pad_small(image)
-        out = self._run(tf.constant(padded[None]))
-        return np.clip(out.numpy()[0, :height, :width], 0, 255)
+        return _apply(self._run, image)
+
+
+class MetaNetStylizer:
+    """A MetaNet model file: encode a style once (`encode`, `use_style`), then stylise any number of
+    photos of any size with it, like a per-style network."""
+
+    def __init__(self, model, path):
+        path = Path(path)
+        if not is_metanet(model):
+            raise UserError(f"{path}: a per-style network ignores styles; drop --style_image and "
+                            "--style_file (or give a MetaNet model)")
+        encoder, transform = metanet_halves(model)
+        self.model_name = path.stem
+        self.param_size = int(transform.inputs[1].shape[-1])
+        self.params = self.style_name = None
+        self._encode = tf.function(lambda s: encoder(s, training=False), input_signature=[_PHOTO])
+        self._encode(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)))  # traced now: honest timings later
+        params = tf.TensorSpec((1, self.param_size), tf.float32)
+        self._transform = tf.function(lambda x, p: transform([x, p], training=False),
+                                      input_signature=[_PHOTO, params])
+        self._transform(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)), tf.zeros((1, self.param_size)))
+        self._run = lambda x: self._transform(x, self.params)
+
+    @property
+    def name(self):
+        return f"{self.model_name}+{self.style_name}"
+
+    def encode(self, style):
+        """A style image (H, W, 3) in [0, 255] -> its parameter vector (P,) float32."""
+        style = images.resize_shorter_to(style, STYLE_SIDE)
+        return self._encode(tf.constant(style[None])).numpy()[0]
+
+    def use_style(self, vectors, name, weights=None):
+        """Stylise with the weighted mean of `vectors` (one per style; equal weights by default)."""
+        weights = normalised_weights(weights or [1.0] * len(vectors), len(vectors))
+        self.params = tf.constant(sum(w * v for w, v in zip(weights, vectors))[None], tf.float32)
+        self.style_name = name
+
+    def load_style(self, path):
+        """A parameter vector saved with --save_style; a file that is not one is a UserError."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such style file" + (" (it is a folder)" if path.is_dir() else ""))
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            vector = None
+        if not isinstance(vector, np.ndarray):  # unreadable, pickled, or an .npz archive
+            raise UserError(f"{path}: not a style vector (a .npy file written by --save_style)")
+        if not np.issubdtype(vector.dtype, np.number) or np.issubdtype(vector.dtype, np.complexfloating):
+            raise UserError(f"{path}: not a saved style: holds {vector.dtype} values, not numbers")
+        vector = vector.reshape(-1) if vector.ndim == 2 and vector.shape[0] == 1 else vector
+        if vector.ndim != 1 or vector.size != self.param_size:
+            raise UserError(f"{path}: holds {vector.size} numbers in shape {vector.shape}; "
+                            f"{self.model_name} needs a style vector of {self.param_size}")
+        if not np.isfinite(vector).all():
+            raise UserError(f"{path}: the style vector holds non-finite values")
+        return vector.astype(np.float32)
+
+    def __call__(self, image):
+        """(H, W, 3) float32 in [0, 255] -> stylised (H, W, 3) float32 in [0, 255]."""
+        if self.params is None:
+            raise ValueError("MetaNetStylizer: use_style() first")
+        return _apply(self._run, image)
+
+
+def normalised_weights(weights, count):
+    """Blending weights for `count` styles, summing to 1; bad --style_weights are a UserError."""
+    if len(weights) != count:
+        raise UserError(f"--style_weights has {len(weights)} values for {count} style images")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise UserError("--style_weights must be non-negative and not all zero")
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def _apply(run, image):
+    padded, (height, width) = _pad_small(image)
+    out = run(tf.constant(padded[None]))
+    return np.clip(out.numpy()[0, :height, :width], 0, 255)
 
 
 def gallery(rows, height=256, gap=4):

@@ -1,8 +1,11 @@
 """The one training loop: compiled step, checkpoints and resume, TensorBoard, progress, export.
 
-A *task* supplies what is particular to a method: the trainable `model`, a `dataset()`, the
-`losses(batch)` (a dict of float32 scalars with a "total"), `preview()` images for TensorBoard, and
-`export(path)`. Everything else (this file) is shared by the per-style and MetaNet trainers.
+A *task* supplies what is particular to a method: the trainable `model`, a `dataset(start_step)`
+(a tf.data pipeline of batches; `start_step` lets a resumed run continue a schedule), the
+`losses(batch)` (a dict of float32 scalars with a "total"), `preview()` images for TensorBoard,
+`export(path)` and `steps_per_epoch()`; optionally `extra_scalars()` for TensorBoard and, for
+`Adagrad2`, `metanet_variable_names()`. Everything else (this file) is shared by the per-style and
+MetaNet trainers.
 """
 import math
 import time
@@ -12,38 +15,49 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_style import data, images, losses
+from keras_style import data, images, losses, metanet
 from keras_style.config import describe, fetch_style_image
 from keras_style.progress import Progress
 from keras_style.transform import build_transform_net
 from keras_style.vgg import build_vgg
 
 PREVIEW_COUNT = 4
+PREVIEW_GRID = 3  # MetaNet previews: this many validation photos x this many validation styles
 
 
-class TransformTask:
-    """Johnson et al.: one transform network trained for one style image."""
+class _PhotoTask:
+    """What both trainers share: content photos, the loss network, loss weights, preview photos."""
 
-    def __init__(self, config, skipped):
+    def __init__(self, config, skipped, vgg_layers, preview_count):
         self.config = config
         self.skipped = skipped
         self.files = data.list_image_files(config.train_data)
-        self.model = build_transform_net(config.base, config.residual_blocks)
-        self.vgg = build_vgg(config.content_layers + config.style_layers,
-                             weights=config.loss_model_file)
-        style = images.load_image(fetch_style_image(config.style_image), max_size=config.style_size)
-        features = self.vgg(style[None])
-        self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
+        self.vgg = build_vgg(vgg_layers, weights=config.loss_model_file)
         self.weights = losses.LossWeights(config.content_weight, config.style_weight, config.tv_weight)
-        self.preview_photos = data.fixed_images(_preview_paths(config, self.files), config.image_size,
-                                                PREVIEW_COUNT, skipped)
+        self.preview_photos = data.fixed_images(_preview_paths(config.val_images, self.files),
+                                                config.photo_side, preview_count, skipped)
 
     def steps_per_epoch(self):
         return math.ceil(len(self.files) / self.config.batch_size)
 
-    def dataset(self):
+    def photo_crops(self):
         c = self.config
-        return data.image_crops(self.files, c.image_size, c.batch_size, seed=c.seed, skipped=self.skipped)
+        return data.image_crops(self.files, c.image_size, c.batch_size, seed=c.seed, skipped=self.skipped,
+                                shorter_side=c.photo_side)
+
+
+class TransformTask(_PhotoTask):
+    """Johnson et al.: one transform network trained for one style image."""
+
+    def __init__(self, config, skipped):
+        super().__init__(config, skipped, config.content_layers + config.style_layers, PREVIEW_COUNT)
+        self.model = build_transform_net(config.base, config.residual_blocks)
+        style = images.load_image(fetch_style_image(config.style_image), max_size=config.style_size)
+        features = self.vgg(style[None])
+        self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
+
+    def dataset(self, start_step=0):
+        return self.photo_crops()
 
     def losses(self, photos):
         generated = self.model(photos, training=True)
@@ -61,9 +75,88 @@ class TransformTask:
         self.model.save(path)
 
 
-def _preview_paths(config, train_files):
-    if config.val_images:
-        return [str(p) for p in images.find_images(config.val_images)]
+class _Trainables(keras.Model):
+    """The MetaNet and its meta transform as one object for the optimiser and checkpoints (the
+    frozen VGG they are trained through stays out of the checkpoints)."""
+
+    def __init__(self, metanet_model, transform, **kwargs):
+        super().__init__(**kwargs)
+        self.metanet = metanet_model
+        self.transform = transform
+
+
+class MetaNetTask(_PhotoTask):
+    """Shen et al.: a MetaNet that turns any style image into the weights of a transform network,
+    trained end to end on batches of photos and styles (the Keras port's schedule, see
+    `data.style_schedule`), with a content loss and the mean/std style loss."""
+
+    def __init__(self, config, skipped):
+        c = config
+        super().__init__(c, skipped, c.content_layers + c.style_layers + metanet.STYLE_FEATURE_LAYERS,
+                         PREVIEW_GRID)
+        self.style_files = data.list_image_files(c.style_data)
+        self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks)
+        self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
+                                             metanet.style_feature_size(self.vgg))
+        self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
+        self.preview_styles = data.fixed_images(_preview_paths(c.val_styles, self.style_files),
+                                                c.image_size, PREVIEW_GRID, skipped)
+
+    def dataset(self, start_step=0):
+        c = self.config
+        styles = data.style_schedule(self.style_files, c.image_size, c.batch_size, c.steps_per_style,
+                                     c.styles_before_batching,
+                                     (c.styles_per_batch_min, c.styles_per_batch_max),
+                                     seed=c.seed, skipped=self.skipped, start_step=start_step)
+        return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
+
+    def metanet_variable_names(self):
+        return metanet.metanet_variable_names(self.metanet)
+
+    def losses(self, batch):
+        photos, styles, index = batch["photos"], batch["styles"], batch["style_index"]
+        count = tf.shape(photos)[0]
+        # One VGG pass gives the photos' content targets and the styles' statistics and targets.
+        features = self.vgg(tf.concat([photos, styles], axis=0))
+        style_features = {n: f[count:] for n, f in features.items()}
+        params = self.metanet([metanet.style_statistics(style_features), styles], training=True)
+        generated = self.transform([photos, tf.gather(params, index)], training=True)
+        content_targets = {n: features[n][:count] for n in self.config.content_layers}
+        style_stats = {n: tuple(tf.gather(t, index) for t in losses.mean_std(style_features[n]))
+                       for n in self.config.style_layers}
+        return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets,
+                                               style_stats, self.weights)
+
+    def _encode(self, styles):
+        return self.metanet([metanet.style_statistics(self.vgg(styles)), styles], training=False)
+
+    def extra_scalars(self):
+        """The generated parameter vectors' mean norm over the preview styles (it grows in training)."""
+        norms = tf.norm(self._encode(tf.constant(self.preview_styles)), axis=-1)
+        return {"metanet/params_norm": float(tf.reduce_mean(norms))}
+
+    def preview(self):
+        """One grid: the preview styles along the top, each preview photo down the left, results inside."""
+        styles, photos = tf.constant(self.preview_styles), tf.constant(self.preview_photos)
+        params = self._encode(styles)
+        rows = [tf.concat([tf.fill(photos.shape[1:], 255.0)] + list(styles), axis=1)]
+        for photo in photos:
+            results = [self.transform([photo[None], params[i:i + 1]], training=False)[0]
+                       for i in range(len(styles))]
+            rows.append(tf.concat([photo] + results, axis=1))
+        return tf.concat(rows, axis=0)[None]
+
+    def export(self, path):
+        metanet.build_export_model(self.metanet, self.transform, self.vgg).save(path)
+
+
+def _with_photos(photos, styles):
+    return {"photos": photos, **styles}
+
+
+def _preview_paths(folder, train_files):
+    if folder:
+        return [str(p) for p in images.find_images(folder)]
     return train_files
 
 
@@ -88,7 +181,11 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(checkpoint, str(self.run_dir), max_to_keep=3)
         self.writer = tf.summary.create_file_writer(str(self.run_dir))
         self.total_steps = config.max_steps or config.epoch * task.steps_per_epoch()
-        self._train_step = tf.function(self._step_fn)
+
+    def compiled_step(self, dataset):
+        """The training step as one tf.function, traced once for `dataset`'s element shapes (a
+        MetaNet batch's style count varies): batch -> (loss parts, whether the update was applied)."""
+        return tf.function(self._step_fn, input_signature=[dataset.element_spec])
 
     def _step_fn(self, batch):
         with tf.GradientTape() as tape:
@@ -125,11 +222,13 @@ class Trainer:
               f"batch {self.config.batch_size}, logs and checkpoints in {self.run_dir}")
         self._write_text_summary(start)
         progress = Progress(self.total_steps, start=start)
-        batches = iter(self.task.dataset())
+        dataset = self.task.dataset(start)
+        train_step = self.compiled_step(dataset)
+        batches = iter(dataset)
         window_start, window_steps = time.perf_counter(), 0
         try:
             for step in range(start + 1, self.total_steps + 1):
-                parts, _ = self._train_step(next(batches))
+                parts, _ = train_step(next(batches))
                 window_steps += 1
                 values = {k: float(v) for k, v in parts.items()}
                 progress.update(step, values)
@@ -182,5 +281,5 @@ def train(config):
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     skipped = data.SkippedFiles()
-    task = TransformTask(config, skipped)
+    task = (MetaNetTask if config.method == "metanet" else TransformTask)(config, skipped)
     return Trainer(config, task, make_optimizer(config, task)).run()

@@ -1,0 +1,254 @@
+"""The MetaNet end to end: train.py on tiny images and styles (random VGG weights), then eval.py.
+
+Training runs in subprocesses (it sets a global dtype policy); eval.py runs in this process through
+`cli.eval_main`, which keeps the many small eval checks fast.
+"""
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_style import cli
+from keras_style.config import ConfigError, load_config
+from test_cli import assert_one_line_error, photo, run
+
+MODEL = "models/mn/mn.keras"
+CONFIG = """method: metanet
+naming: mn
+style_data: styles
+train_data: photos
+image_size: 32
+batch_size: 2
+max_steps: 2
+log_every: 2
+save_every: 2
+base: 2
+residual_width: 4
+residual_blocks: 1
+steps_per_style: 1
+styles_before_batching: 1
+styles_per_batch_min: 1
+styles_per_batch_max: 2
+optimizer: adagrad2
+style_weight: 1.0e-5
+mixed_precision: true
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny MetaNet trained two steps (one style, then a batch of mixed styles), then resumed."""
+    work = tmp_path_factory.mktemp("metanet")
+    for i in range(3):
+        photo(work / "photos" / f"p{i}.jpg", (48, 40), seed=i)
+        photo(work / "styles" / f"s{i}.png", (36, 44), seed=10 + i)
+    (work / "styles" / "broken.jpg").write_text("not an image")
+    (work / "m.yml").write_text(CONFIG)
+    first = run("train.py", "-c", "m.yml", cwd=work)
+    assert first.returncode == 0, first.stderr + first.stdout
+    resumed = run("train.py", "-c", "m.yml", "--set", "max_steps=3", cwd=work)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    photo(work / "s1.jpg", (30, 30), seed=21)
+    photo(work / "s2.jpg", (40, 24), seed=22)
+    return work, first, resumed
+
+
+def evaluate(work, monkeypatch, capsys, *args):
+    """eval.py in this process: (exit status, stdout, stderr)."""
+    monkeypatch.chdir(work)
+    code = cli.eval_main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+
+def files_of(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_train_exports_checkpoints_logs_and_skips_broken_styles(trained):
+    work, first, resumed = trained
+    run_dir = work / "models" / "mn"
+    assert (run_dir / "mn.keras").is_file() and (run_dir / "checkpoint").is_file()
+    assert "warning: skipping" in first.stderr and "broken.jpg" in first.stderr
+    events = b"".join(p.read_bytes() for p in run_dir.glob("events.out.tfevents.*"))
+    for tag in (b"metanet/params_norm", b"preview", b"skipped/nonfinite_steps", b"loss/style"):
+        assert tag in events
+    assert "resumed from step 2" in resumed.stdout
+
+
+def test_eval_applies_a_style_at_any_size(trained, monkeypatch, capsys):
+    work, _, _ = trained
+    photo(work / "in" / "wide.jpg", (50, 21), seed=3)
+    photo(work / "in" / "tiny.png", (5, 3), seed=4)
+    result = evaluate(work, monkeypatch, capsys, "--model_file", MODEL, "--image_file", "in",
+                      "--style_image", "s1.jpg")
+    assert result.returncode == 0, result.stderr
+    assert "encoded style s1.jpg" in result.stdout
+    assert Image.open(work / "generated" / "res_[mn+s1]_[wide].jpg").size == (50, 21)
+    assert Image.open(work / "generated" / "res_[mn+s1]_[tiny].jpg").size == (5, 3)
+
+
+def test_saved_style_blends_and_reproduces(trained, monkeypatch, capsys):
+    work, _, _ = trained
+    base = ["--model_file", MODEL, "--image_file", "photos/p0.jpg"]
+    for style in ("s1", "s2"):
+        result = evaluate(work, monkeypatch, capsys, *base, "--style_image", f"{style}.jpg",
+                          "--save_style", f"v/{style}.npy", "--output", f"o/{style}.png")
+        assert result.returncode == 0, result.stderr
+    result = evaluate(work, monkeypatch, capsys, *base, "--style_image", "s1.jpg", "s2.jpg",
+                      "--style_weights", "1", "3", "--save_style", "v/blend.npy", "--output", "o")
+    assert result.returncode == 0, result.stderr
+    assert (work / "o" / "res_[mn+s1+s2]_[p0].jpg").is_file()
+    v1, v2, blend = (np.load(work / "v" / f"{n}.npy") for n in ("s1", "s2", "blend"))
+    np.testing.assert_allclose(blend, 0.25 * v1 + 0.75 * v2, rtol=1e-5, atol=1e-9)
+    assert not np.allclose(v1, v2)
+
+    result = evaluate(work, monkeypatch, capsys, *base, "--style_file", "v/s1.npy",
+                      "--output", "o/from_file.png")
+    assert result.returncode == 0, result.stderr
+    same = [np.asarray(Image.open(work / "o" / n)) for n in ("s1.png", "from_file.png")]
+    np.testing.assert_array_equal(*same)
+
+
+def test_solid_colour_style_and_photo_give_finite_images(trained):
+    from keras_style import stylize
+    work, _, _ = trained
+    stylizer = stylize.MetaNetStylizer(stylize.load_model(work / MODEL), work / MODEL)
+    for value in (0.0, 255.0):
+        vector = stylizer.encode(np.full((40, 30, 3), value, np.float32))
+        assert np.isfinite(vector).all()
+        stylizer.use_style([vector], "solid")
+        result = stylizer(np.full((24, 20, 3), 255.0 - value, np.float32))
+        assert result.shape == (24, 20, 3) and np.isfinite(result).all()
+
+
+def test_per_style_model_refuses_a_style(trained, monkeypatch, capsys):
+    from keras_style.transform import build_transform_net
+    work, _, _ = trained
+    build_transform_net(2, 1).save(work / "plain.keras")
+    result = evaluate(work, monkeypatch, capsys, "--model_file", "plain.keras",
+                      "--image_file", "photos/p0.jpg", "--style_image", "s1.jpg")
+    assert_one_line_error(result, "plain.keras", "ignores styles")
+
+
+@pytest.mark.parametrize("make, args, fragments", [
+    (None, [], ("mn.keras", "needs a style")),
+    (lambda w: np.save(w / "short.npy", np.zeros(7, np.float32)),
+     ["--style_file", "short.npy"], ("short.npy", "holds 7 numbers")),
+    (lambda w: np.save(w / "words.npy", np.array(["a", "b"])),
+     ["--style_file", "words.npy"], ("words.npy", "not numbers")),
+    (lambda w: (w / "text.npy").write_text("hello"),
+     ["--style_file", "text.npy"], ("text.npy", "not a style vector")),
+    (None, ["--style_file", "missing.npy"], ("missing.npy", "no such style file")),
+    (None, ["--style_image", "s1.jpg", "--style_file", "x.npy"], ("not both",)),
+    (None, ["--style_image", "s1.jpg", "--style_weights", "1", "2"], ("--style_weights",)),
+    (None, ["--style_image", "s1.jpg", "--save_style", "s1.txt"], ("--save_style", ".npy")),
+    (lambda w: np.save(w / "in.npy", np.zeros(7, np.float32)),
+     ["--style_file", "in.npy", "--save_style", "in.npy"], ("--save_style", "overwrite an input")),
+    (None, ["--style_image", "s1.jpg", "--output", "s1.jpg"], ("overwrite an input",)),
+])
+def test_eval_errors_are_one_line_and_write_nothing(trained, monkeypatch, capsys, make, args,
+                                                    fragments):
+    work, _, _ = trained
+    if make:
+        make(work)
+    before = files_of(work)
+    result = evaluate(work, monkeypatch, capsys, "--model_file", MODEL, "--image_file",
+                      "photos/p0.jpg", *args)
+    assert_one_line_error(result, *fragments)
+    assert files_of(work) == before
+
+
+def test_style_options_without_a_model(tmp_path, monkeypatch, capsys):
+    photo(tmp_path / "p.jpg")
+    result = evaluate(tmp_path, monkeypatch, capsys, "--image_file", "p.jpg", "--style_file", "s.npy")
+    assert_one_line_error(result, "--model_file")
+
+
+def metanet_config(tmp_path, extra, batch_size=8):
+    """A metanet config in `tmp_path` (paths in configs are relative to the working folder)."""
+    photo(tmp_path / "photos" / "a.jpg")
+    photo(tmp_path / "styles" / "s.jpg")
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    photo(tmp_path / "one.jpg")
+    (tmp_path / "c.yml").write_text("method: metanet\nnaming: x\ntrain_data: photos\n"
+                                    f"batch_size: {batch_size}\n" + extra)
+    return tmp_path / "c.yml"
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("", "style_data (a folder of style images) is required"),
+    ("style_data: nowhere\n", "style_data nowhere: no such folder"),
+    ("style_data: empty\n", "style_data empty: no image files"),
+    ("style_data: styles\nstyle_image: one.jpg\n", "style_image is for method transform"),
+    ("style_data: styles\nval_styles: empty\n", "val_styles empty"),
+    ("style_data: styles\nstyles_per_batch_min: 5\nstyles_per_batch_max: 3\n", "below styles_per_batch_min"),
+    ("style_data: styles\nstyles_per_batch_max: 9\n", "exceeds batch_size"),
+    ("style_data: styles\nstyles_per_batch_min: 0\n", "styles_per_batch_min must be at least 1"),
+    ("style_data: styles\nsteps_per_style: 0\n", "steps_per_style must be at least 1"),
+    ("style_data: styles\nresidual_width: 0\n", "residual_width must be at least 1"),
+    ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
+    ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
+    ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
+])
+def test_metanet_config_errors(tmp_path, monkeypatch, extra, fragment):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(metanet_config(tmp_path, extra))
+
+
+def test_metanet_config_defaults_and_transform_only_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(metanet_config(tmp_path, "style_data: styles\n"))
+    assert (config.steps_per_style, config.styles_before_batching) == (20, 30)
+    assert (config.styles_per_batch_min, config.styles_per_batch_max) == (4, 8)
+    (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
+                                    "optimizer: adagrad2\n")
+    with pytest.raises(ConfigError, match="adagrad2"):
+        load_config(tmp_path / "t.yml")
+    (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
+                                    "style_data: styles\n")
+    with pytest.raises(ConfigError, match="style_data is for method metanet"):
+        load_config(tmp_path / "t.yml")
+
+
+def test_train_metanet_config_error_is_one_line(tmp_path):
+    metanet_config(tmp_path, "style_data: empty\n")
+    result = run("train.py", "-c", "c.yml", cwd=tmp_path)
+    assert_one_line_error(result, "style_data empty")
+    assert not (tmp_path / "models").exists()
+
+
+def test_shipped_metanet_config_is_valid(monkeypatch):
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    if not (root.parent / "shared" / "data" / "style" / "train").is_dir():
+        pytest.skip("../shared data not present")
+    config = load_config(root / "conf" / "metanet.yml")
+    assert config.method == "metanet" and "style/val" not in config.style_data
+
+
+def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch):
+    """A batch whose loss is NaN changes no weight and is counted; a good one then trains."""
+    from keras_style import data, training
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
+    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\n"
+                                        "styles_per_batch_min: 1\nstyles_per_batch_max: 2\n"
+                                        "base: 2\nresidual_width: 2\nresidual_blocks: 1\n"
+                                        "optimizer: adagrad2\nstyle_layers: [relu1_2]\n", batch_size=2))
+    task = training.MetaNetTask(config, data.SkippedFiles())
+    trainer = training.Trainer(config, task, training.make_optimizer(config, task))
+    dataset = task.dataset()
+    step = trainer.compiled_step(dataset)
+    batch = next(iter(dataset))
+    before = [np.array(v) for v in trainer.variables]
+    parts, applied = step({**batch, "photos": batch["photos"] * np.nan})
+    assert not bool(applied) and int(trainer.nonfinite.numpy()) == 1
+    assert all(np.array_equal(b, np.array(v)) for b, v in zip(before, trainer.variables))
+    parts, applied = step(batch)
+    assert bool(applied) and np.isfinite(float(parts["total"]))
+    assert any(not np.array_equal(b, np.array(v)) for b, v in zip(before, trainer.variables))

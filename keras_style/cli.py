@@ -94,7 +94,8 @@ def build_eval_parser():
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     g.add_argument("--learning_rate", type=float, default=5.0, help="Adam's step size (default 5)")
     g.add_argument("--content_weight", type=float, default=1.0)
-    g.add_argument("--style_weight", type=float, default=1e-3)
+    g.add_argument("--style_weight", type=float, default=3e5,
+                   help="weight of the style loss (relative Gram distances, summed over style layers; default 3e5)")
     g.add_argument("--tv_weight", type=float, default=1e-2)
     g.add_argument("--init", choices=("content", "noise"), default="content")
     g.add_argument("--content_layers", nargs="+", default=["relu4_2"], metavar="LAYER")

@@ -33,6 +33,19 @@ def gram_style_loss(generated, target_gram):
     return ops.mean(ops.sum(ops.square(diff), axis=(1, 2)))
 
 
+def relative_gram_style_loss(generated, target_gram):
+    """`gram_style_loss` divided by the target Gram's squared Frobenius norm, per image.
+
+    Raw Gram distances differ by orders of magnitude between layers (relu4_1's dwarfs relu1_1's
+    and relu5_1's), so a plain sum trains one layer and ignores the rest; relative distances give
+    every style layer an equal say, which is also how the style of a result is judged.
+    """
+    target = _f32(target_gram)
+    diff = gram_matrix(generated) - target
+    per_image = ops.sum(ops.square(diff), axis=(1, 2)) / (ops.sum(ops.square(target), axis=(1, 2)) + 1e-12)
+    return ops.mean(per_image)
+
+
 def mean_std(features, epsilon=1e-5):
     """Per-channel mean and standard deviation over positions: (B, C), (B, C).
 
@@ -82,11 +95,12 @@ class LossWeights:
 
 
 def perceptual_loss(generated_image, generated_features, content_targets, style_grams, weights):
-    """Weighted content + Gram style + TV loss. Returns a dict of float32 scalars, "total" included.
+    """Weighted content + relative Gram style + TV loss. Returns a dict of float32 scalars, "total"
+    included.
 
     `content_targets` and `style_grams` map layer names to target features / Gram matrices.
     """
-    style = sum(gram_style_loss(generated_features[n], g) for n, g in style_grams.items())
+    style = sum(relative_gram_style_loss(generated_features[n], g) for n, g in style_grams.items())
     return _weighted_parts(generated_image, generated_features, content_targets, style, weights)
 
 

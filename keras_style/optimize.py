@@ -27,7 +27,7 @@ class GatysOptions:
     optimizer: str = "lbfgs"
     learning_rate: float = 5.0
     content_weight: float = 1.0
-    style_weight: float = 1e-3
+    style_weight: float = 3e5
     tv_weight: float = 1e-2
     init: str = "content"
     content_layers: tuple = DEFAULT_CONTENT_LAYERS

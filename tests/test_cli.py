@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     (work / "tiny.yml").write_text(
         "style_image: style.png\nnaming: tiny\ntrain_data: photos\nimage_size: 32\nbatch_size: 2\n"
         "max_steps: 4\nlog_every: 2\nsave_every: 2\nbase: 4\nresidual_blocks: 1\n"
-        "style_weight: 1.0e-3\n")
+        "style_weight: 1.0e+5\n")
     result = run("train.py", "-c", "tiny.yml", cwd=work)
     assert result.returncode == 0, result.stderr + result.stdout
     return work, result

@@ -62,6 +62,16 @@ def test_gram_style_loss_single_target_broadcasts_over_batch():
     assert value(losses.gram_style_loss(f, own)) == pytest.approx(0.0, abs=1e-10)
 
 
+def test_relative_gram_style_loss_divides_each_image_by_its_target_norm():
+    f = feats((2, 4, 4, 3), 1)
+    target = np_gram(feats((2, 4, 4, 3), 2, scale=5.0)).astype(np.float32)
+    expected = np.mean(np.sum((np_gram(f) - target) ** 2, axis=(1, 2)) / np.sum(target ** 2, axis=(1, 2)))
+    assert value(losses.relative_gram_style_loss(f, target)) == pytest.approx(expected, rel=1e-5)
+    # Scale-free: features 10x larger against a target 100x larger give the same loss.
+    scaled = value(losses.relative_gram_style_loss(f * 10, target * 100))
+    assert scaled == pytest.approx(expected, rel=1e-4)
+
+
 def test_mean_std_matches_numpy_with_epsilon():
     f = feats((2, 3, 4, 5), scale=3.0)
     mean, std = map(value, losses.mean_std(f, epsilon=1e-3))
@@ -128,7 +138,8 @@ def test_perceptual_loss_applies_weights_and_sums():
              losses.perceptual_loss(image, gen, content, grams, weights).items()}
 
     c = np.mean((gen["relu2_2"] - content["relu2_2"].astype(np.float64)) ** 2)
-    s = sum(np.mean(np.sum((np_gram(gen[n]) - g) ** 2, axis=(1, 2))) for n, g in grams.items())
+    s = sum(np.mean(np.sum((np_gram(gen[n]) - g) ** 2, axis=(1, 2)) / np.sum(g ** 2, axis=(1, 2)))
+            for n, g in grams.items())
     dy, dx = np_diffs(image)
     tv = np.mean(np.sum(np.abs(dy) + np.abs(dx), axis=(1, 2, 3))) / 36
     assert parts["content"] == pytest.approx(2.0 * c, rel=1e-5)

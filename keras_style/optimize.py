@@ -148,7 +148,7 @@ def _run_lbfgs(value_and_grad, start, iterations, on_step):
         scipy.optimize.minimize(fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
                                 bounds=bounds, callback=callback,
                                 options={"maxiter": iterations, "maxfun": iterations * 2,
-                                         "maxcor": 20, "ftol": 0.0, "gtol": 0.0})
+                                         "maxcor": 10, "ftol": 0.0, "gtol": 0.0})
     except KeyboardInterrupt:
         print("\ninterrupted: keeping the best image so far")
     return best.image

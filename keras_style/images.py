@@ -149,6 +149,7 @@ def save_image(array, path, quality=95):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=path.suffix)
         with os.fdopen(fd, "wb") as handle:
             img.save(handle, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the result from other users
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -158,6 +159,12 @@ def save_image(array, path, quality=95):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def find_images(root):

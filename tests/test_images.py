@@ -359,3 +359,12 @@ def test_dark_16_bit_png_is_not_brightened(tmp_path):
     Image.fromarray(values).save(path)
     out = images.load_image(path)
     np.testing.assert_allclose(out[0, :, 0], values[0] * 255.0 / 65535.0, atol=1e-3)
+
+
+def test_saved_image_has_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = images.save_image(np.zeros((4, 4, 3), np.float32), tmp_path / "out.png")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

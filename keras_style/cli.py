@@ -155,11 +155,9 @@ def _collect_photos(paths):
 
 def output_paths(photos, tag, output, protected):
     """Where each result goes; refuses to write over an input or to give two photos one name."""
-    from keras_style.images import SAVE_FORMATS
-    suffix = Path(output).suffix.lower() if output else ""
-    if suffix and suffix not in SAVE_FORMATS and not Path(output).is_dir():
-        raise UserError(f"--output {output}: unknown image format {suffix!r} "
-                        f"(use one of {', '.join(sorted(SAVE_FORMATS))}, or a folder)")
+    from keras_style.images import SAVE_FORMATS, save_format
+    if output and Path(output).suffix and not Path(output).is_dir():
+        save_format(output, f"--output {output}", alternative="or a folder")
     single_file = output and len(photos) == 1 and Path(output).suffix.lower() in SAVE_FORMATS
     if output and not single_file and Path(output).suffix.lower() in SAVE_FORMATS:
         raise UserError(f"--output {output}: {len(photos)} photos need a folder, not a file name")
@@ -205,9 +203,7 @@ def _eval_model(args, photos):
         raise UserError("--save_style needs exactly one --model_file, a MetaNet")
     if args.gallery:
         gallery = Path(args.gallery)
-        if gallery.suffix.lower() not in images.SAVE_FORMATS:
-            raise UserError(f"--gallery {gallery}: unknown image format {gallery.suffix!r} "
-                            f"(use one of {', '.join(sorted(images.SAVE_FORMATS))})")
+        images.save_format(gallery, f"--gallery {gallery}")
         if gallery.resolve() in {p.resolve() for p in protected}:
             raise UserError(f"--gallery {gallery}: would overwrite an input file")
         protected.append(gallery)

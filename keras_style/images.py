@@ -135,13 +135,21 @@ def resize(array, shape):
     return np.asarray(img.resize((width, height), Image.LANCZOS), dtype=np.float32)
 
 
-def save_image(array, path, quality=95):
-    """Write an RGB array in [0, 255]; the folder is created, the file replaced atomically."""
+def save_format(path, label=None, alternative=""):
+    """The PIL format that `path`'s suffix asks for; an unknown suffix is an ImageError naming
+    `label` (default: the path) and the formats there are (plus `alternative`, e.g. "or a folder")."""
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ImageError(f"{path}: unknown image format {path.suffix!r} "
-                         f"(use one of {', '.join(sorted(SAVE_FORMATS))})")
+        choices = ", ".join(sorted(SAVE_FORMATS)) + (f", {alternative}" if alternative else "")
+        raise ImageError(f"{label or path}: unknown image format {path.suffix!r} (use one of {choices})")
+    return fmt
+
+
+def save_image(array, path, quality=95):
+    """Write an RGB array in [0, 255]; the folder is created, the file replaced atomically."""
+    path = Path(path)
+    fmt = save_format(path)
     img = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
     tmp = None
     try:

@@ -216,6 +216,8 @@ def _eval_model(args, photos):
     results = {photo: [] for photo in photos}
 
     def work(photo, targets):
+        if args.max_size is None:
+            _check_stylize_size(photo)
         image = images.load_image(photo, max_size=args.max_size)
         results[photo].append(("photo", image))
         for (stylizer, _), target in zip(plans, targets):
@@ -230,6 +232,17 @@ def _eval_model(args, photos):
         print(f"{args.gallery}  (gallery)")
 
 
+def _check_stylize_size(photo):
+    """Refuse photos whose activations would not fit in memory before decoding them."""
+    from keras_style import images, stylize
+    width, height = images.header_size(photo)
+    if width * height > stylize.MAX_PIXELS:
+        side = stylize.largest_max_size(width, height)
+        raise UserError(f"{photo}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
+                        f"{stylize.MAX_PIXELS / 1e6:.0f} a network stylises in one piece within memory; "
+                        f"pass --max_size {side} (or smaller) to scale it down")
+
+
 def _stylizer(model, path, args):
     """A TransformStylizer for a per-style model; a MetaNetStylizer with its style set for a MetaNet."""
     from keras_style import images, stylize
@@ -241,7 +254,7 @@ def _stylizer(model, path, args):
         return stylizer
     vectors = []
     for style in args.style_image:
-        image = images.load_image(style, max_size=4 * stylize.STYLE_SIDE)
+        image = images.load_style_image(style, 4 * stylize.STYLE_SIDE)
         vector, seconds = stylize.timed(stylizer.encode, image)
         print(f"encoded style {style} ({seconds:.3f} s)")
         vectors.append(vector)
@@ -281,15 +294,13 @@ def _eval_optimise(args, photos):
         raise UserError("--save_every must not be negative")
     options.validate()
     # Style statistics do not depend on size, so tiny style images are simply enlarged.
-    styles = [images.enlarge_to_min_side(images.load_image(s, max_size=args.image_size), MIN_VGG_SIDE)
-              for s in args.style_image]
+    styles = [images.load_style_image(s, args.image_size, MIN_VGG_SIDE) for s in args.style_image]
     tag = "+".join(Path(s).stem for s in args.style_image)
     targets = output_paths(photos, tag, args.output, photos + [Path(s) for s in args.style_image])
     transfer = optimize.GatysTransfer(options, vgg_weights=args.vgg_weights)
 
     def work(photo, target):
-        content = images.load_image(photo)
-        content = images.resize_to_longer(content, args.image_size)
+        content = images.resize_to_longer(images.load_image(photo, max_size=args.image_size), args.image_size)
         if min(content.shape[:2]) < MIN_VGG_SIDE:
             raise UserError(f"{photo}: {content.shape[1]}x{content.shape[0]} at --image_size "
                             f"{args.image_size} is too thin; the loss network needs {MIN_VGG_SIDE} px "

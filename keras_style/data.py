@@ -69,7 +69,8 @@ def _decoded_images(files, shorter_side, seed, skipped):
 
     dataset = tf.data.Dataset.from_tensor_slices(list(files))
     dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    # Deterministic order: the same seed gives the same batches on every worker and every run.
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.filter(_is_readable).map(_image_only)
 
 
@@ -81,11 +82,14 @@ def _image_only(array, ok):
     return array
 
 
-def _random_crop(image_size):
-    def crop(array):
-        return tf.cast(tf.image.random_crop(array, [image_size, image_size, 3]), tf.float32)
+def _random_crops(images_dataset, image_size, seed):
+    """Each image cropped at a position drawn from its own seed: reproducible in parallel maps."""
+    def crop(array, crop_seed):
+        return tf.cast(tf.image.stateless_random_crop(array, [image_size, image_size, 3], crop_seed),
+                       tf.float32)
 
-    return crop
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip((images_dataset, seeds)).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_side=None):
@@ -94,8 +98,8 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
     Each image is first scaled so its shorter side is `shorter_side` (default: `image_size`).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
-    dataset = _decoded_images(files, shorter_side or image_size, seed, skipped)
-    dataset = dataset.map(_random_crop(image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    photos = _decoded_images(files, shorter_side or image_size, seed, skipped)
+    dataset = _random_crops(photos, image_size, seed)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -112,16 +116,15 @@ def style_schedule(files, image_size, batch_size, steps_per_style, styles_before
     the schedule (a resumed run does not repeat the single-style phase).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
-    crop = _random_crop(image_size)
     single_steps = max(0, styles_before_batching * steps_per_style - start_step)
     singles = _decoded_images(files, image_size, seed, skipped).take(-(-single_steps // steps_per_style))
     singles = singles.flat_map(lambda array: tf.data.Dataset.from_tensors(array).repeat(steps_per_style))
-    singles = singles.take(single_steps).map(
-        lambda array: {"styles": crop(array)[None], "style_index": tf.zeros([batch_size], tf.int32)})
+    singles = _random_crops(singles.take(single_steps), image_size, seed + 2).map(
+        lambda crop: {"styles": crop[None], "style_index": tf.zeros([batch_size], tf.int32)})
 
     low, high = styles_per_batch
-    groups = _decoded_images(files, image_size, seed + 1, skipped).map(
-        crop, num_parallel_calls=tf.data.AUTOTUNE).batch(high, drop_remainder=True)
+    groups = _random_crops(_decoded_images(files, image_size, seed + 1, skipped), image_size, seed + 3)
+    groups = groups.batch(high, drop_remainder=True)
 
     def mix(group, draw):
         # `high` crops are decoded per step and the first `count` kept: simpler than batches of

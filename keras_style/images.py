@@ -51,6 +51,28 @@ def load_image(path, max_size=None):
     return array
 
 
+def load_style_image(path, max_size, min_side=16, label="style image"):
+    """A style image at most `max_size` on its longer side and at least `min_side` on its shorter
+    one (Gram and mean/std statistics do not depend on size, so tiny images are simply enlarged and
+    huge ones shrunk, which also keeps memory bounded); says so when the size changes."""
+    array = enlarge_to_min_side(load_image(path, max_size=max_size), min_side)
+    width, height = header_size(path)
+    if max(width, height) != max(array.shape[:2]) or min(width, height) != min(array.shape[:2]):
+        print(f"{label} {path}: {width}x{height}, used at {array.shape[1]}x{array.shape[0]}")
+    return array
+
+
+def header_size(path):
+    """(width, height) as stored in the file's header, without decoding the pixels."""
+    path = Path(path)
+    _check_readable_file(path)
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable image ({_describe(exc)})") from None
+
+
 def _check_readable_file(path):
     if not path.exists():
         raise ImageError(f"{path}: no such file")

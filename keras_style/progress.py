@@ -19,8 +19,10 @@ def _format_value(value):
 
 
 class Progress:
-    def __init__(self, total, label="step", start=0, stream=None, log_seconds=30.0, width=24):
+    def __init__(self, total, label="step", start=0, stream=None, log_seconds=30.0, width=24,
+                 enabled=True):
         self.total, self.label, self.start = total, label, start
+        self.enabled = enabled
         self.stream = stream or sys.stdout
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.log_seconds, self.width = log_seconds, width
@@ -36,6 +38,8 @@ class Progress:
 
     def update(self, current, values=None):
         self.current = current
+        if not self.enabled:
+            return
         now = time.perf_counter()
         done = current >= self.total
         if not self.interactive and not done and now - self.last_log < self.log_seconds:
@@ -61,6 +65,6 @@ class Progress:
         return f"{self.label} {current}/{self.total} [{bar}] {parts} | {timing}"
 
     def close(self):
-        if self.interactive and not self.ended:
+        if self.enabled and self.interactive and not self.ended:
             self.stream.write("\n")
             self.stream.flush()

@@ -15,6 +15,15 @@ MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two d
 # A MetaNet encodes a style image with its shorter side scaled to this: the scale of the crops it
 # was trained on (statistics of a style depend on the size its brushstrokes are seen at).
 STYLE_SIDE = 256
+# Photos up to 4096 x 4096 are stylised in one piece: a base-8 network peaks at 3.5 GB there (and
+# takes 15 s on two cores); larger ones must be scaled down with --max_size.
+MAX_PIXELS = 4096 * 4096
+
+
+def largest_max_size(width, height):
+    """The largest --max_size (a multiple of 16) that brings a width x height photo within MAX_PIXELS."""
+    scale = (MAX_PIXELS / (width * height)) ** 0.5
+    return int(max(width, height) * scale) // 16 * 16
 
 
 def load_model(path):

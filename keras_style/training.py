@@ -7,7 +7,9 @@ A *task* supplies what is particular to a method: the trainable `model`, a `data
 `Adagrad2`, `metanet_variable_names()`. Everything else (this file) is shared by the per-style and
 MetaNet trainers.
 """
+import hashlib
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -15,14 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_style import data, images, losses, metanet
+from keras_style import data, distribute, images, losses, metanet
 from keras_style.config import describe, fetch_style_image
+from keras_style.errors import UserError
 from keras_style.progress import Progress
 from keras_style.transform import build_transform_net
 from keras_style.vgg import build_vgg
 
 PREVIEW_COUNT = 4
 PREVIEW_GRID = 3  # MetaNet previews: this many validation photos x this many validation styles
+NONFINITE_PATIENCE = 20  # consecutive skipped (non-finite) steps before training gives up
 
 
 class _PhotoTask:
@@ -51,21 +55,24 @@ class TransformTask(_PhotoTask):
 
     def __init__(self, config, skipped):
         super().__init__(config, skipped, config.content_layers + config.style_layers, PREVIEW_COUNT)
+        # The photos only need a forward pass to the content layers; sharing the generated images'
+        # VGG call would also backpropagate through them (1.7x slower steps at 256 px).
+        self.content_vgg = build_vgg(config.content_layers, weights=config.loss_model_file)
         self.model = build_transform_net(config.base, config.residual_blocks)
-        style = images.load_image(fetch_style_image(config.style_image), max_size=config.style_size)
+        style = images.load_style_image(fetch_style_image(config.style_image), config.style_size)
         features = self.vgg(style[None])
         self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
 
     def dataset(self, start_step=0):
         return self.photo_crops()
 
+    def replica_share(self, photos, replica, replicas):
+        return distribute.replica_rows(photos, replica, replicas)
+
     def losses(self, photos):
         generated = self.model(photos, training=True)
-        features = self.vgg(tf.concat([generated, photos], axis=0))
-        count = tf.shape(photos)[0]
-        generated_features = {n: f[:count] for n, f in features.items()}
-        content_targets = {n: features[n][count:] for n in self.config.content_layers}
-        return losses.perceptual_loss(generated, generated_features, content_targets,
+        content_targets = self.content_vgg(photos)
+        return losses.perceptual_loss(generated, self.vgg(generated), content_targets,
                                       self.style_grams, self.weights)
 
     def preview(self):
@@ -109,6 +116,12 @@ class MetaNetTask(_PhotoTask):
                                      (c.styles_per_batch_min, c.styles_per_batch_max),
                                      seed=c.seed, skipped=self.skipped, start_step=start_step)
         return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
+
+    def replica_share(self, batch, replica, replicas):
+        """The replica's photos and their style indices; every replica gets all the styles."""
+        return {"photos": distribute.replica_rows(batch["photos"], replica, replicas),
+                "style_index": distribute.replica_rows(batch["style_index"], replica, replicas),
+                "styles": batch["styles"]}
 
     def metanet_variable_names(self):
         return metanet.metanet_variable_names(self.metanet)
@@ -167,31 +180,59 @@ def make_optimizer(config, task):
     return keras.optimizers.Adam(learning_rate=config.learning_rate)
 
 
+class TrainingDiverged(UserError):
+    """The loss stayed non-finite: training stopped, the last good checkpoint kept."""
+
+
 class Trainer:
-    def __init__(self, config, task, optimizer):
+    """Runs `task` with `optimizer` under `strategy` (tf.distribute; the default one when None).
+
+    Build the task and the optimizer inside `strategy.scope()`, as `train` does, so their
+    variables are mirrored across replicas.
+    """
+
+    def __init__(self, config, task, optimizer, strategy=None):
         self.config, self.task, self.optimizer = config, task, optimizer
+        self.strategy = strategy or tf.distribute.get_strategy()
+        distribute.check_batch_size(config.batch_size, self.strategy)
         self.run_dir = Path(config.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.nonfinite = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
-        self.variables = task.model.trainable_variables
-        optimizer.build(self.variables)
-        checkpoint = tf.train.Checkpoint(step=self.step, nonfinite=self.nonfinite,
-                                         model=task.model, optimizer=optimizer)
-        self.manager = tf.train.CheckpointManager(checkpoint, str(self.run_dir), max_to_keep=3)
-        self.writer = tf.summary.create_file_writer(str(self.run_dir))
+        self.chief = distribute.is_chief(self.strategy)
+        self.output = distribute.OutputFolder(self.run_dir, self.chief)
+        with self.strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.nonfinite = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
+            self.variables = task.model.trainable_variables
+            optimizer.build(self.variables)
+        self.checkpoint = tf.train.Checkpoint(step=self.step, nonfinite=self.nonfinite,
+                                              model=task.model, optimizer=optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.output.path), max_to_keep=3)
+        self.writer = (tf.summary.create_file_writer(str(self.run_dir)) if self.chief
+                       else tf.summary.create_noop_writer())
         self.total_steps = config.max_steps or config.epoch * task.steps_per_epoch()
+
+    def distributed_dataset(self, start_step=0):
+        """The task's batches, each replica given its share of every global batch."""
+        return distribute.distribute_batches(self.strategy, lambda: self.task.dataset(start_step),
+                                             self.task.replica_share)
 
     def compiled_step(self, dataset):
         """The training step as one tf.function, traced once for `dataset`'s element shapes (a
         MetaNet batch's style count varies): batch -> (loss parts, whether the update was applied)."""
         return tf.function(self._step_fn, input_signature=[dataset.element_spec])
 
-    def _step_fn(self, batch):
+    def _replica_gradients(self, batch):
         with tf.GradientTape() as tape:
             parts = self.task.losses(batch)
         grads = tape.gradient(parts["total"], self.variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None])
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
+        # Averaged here, once, so every replica (and the clipping in Adagrad2) sees the gradient
+        # of the global batch, as a single-replica run would.
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, (parts, grads))
+
+    def _step_fn(self, batch):
+        reduced = self.strategy.run(self._replica_gradients, args=(batch,))
+        parts, grads = distribute.first_local(self.strategy, reduced)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         finite = tf.logical_and(finite, tf.math.is_finite(parts["total"]))
 
         def apply():
@@ -207,28 +248,46 @@ class Trainer:
         return parts, applied
 
     def restore(self):
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.manager.checkpoint.restore(latest).expect_partial()
-            print(f"resumed from step {int(self.step.numpy())} ({latest})")
-        return int(self.step.numpy())
+        """Resume from the newest readable checkpoint of the run folder (an unreadable one, say
+        from a crash mid-write, is reported and the one before it tried); returns the step."""
+        state = tf.train.get_checkpoint_state(str(self.run_dir))
+        for path in reversed(list(state.all_model_checkpoint_paths) if state else []):
+            try:
+                self.checkpoint.restore(path).expect_partial()
+            except Exception as exc:  # a damaged file fails in many ways (OpError, IndexError...)
+                print(f"warning: checkpoint {path} is unreadable ({_first_line(exc)}); trying an older one",
+                      file=sys.stderr)
+                continue
+            print(f"resumed from step {int(self.step.numpy())} ({path})")
+            return int(self.step.numpy())
+        return 0
 
     def run(self):
+        try:
+            return self._run()
+        finally:
+            self.output.cleanup()
+
+    def _run(self):
         start = self.restore()
         if start >= self.total_steps:
             print(f"already trained for {start} of {self.total_steps} steps; exporting")
             return self.export()
         print(f"training {self.config.naming}: steps {start + 1}..{self.total_steps}, "
-              f"batch {self.config.batch_size}, logs and checkpoints in {self.run_dir}")
+              f"batch {self.config.batch_size}{self._replicas_note()}, logs and checkpoints in {self.run_dir}")
         self._write_text_summary(start)
-        progress = Progress(self.total_steps, start=start)
-        dataset = self.task.dataset(start)
+        progress = Progress(self.total_steps, start=start, enabled=self.chief)
+        dataset = self.distributed_dataset(start)
         train_step = self.compiled_step(dataset)
         batches = iter(dataset)
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_steps, failing = time.perf_counter(), 0, 0
         try:
             for step in range(start + 1, self.total_steps + 1):
-                parts, _ = train_step(next(batches))
+                parts, applied = train_step(next(batches))
+                failing = 0 if bool(applied) else failing + 1
+                if failing >= NONFINITE_PATIENCE:
+                    progress.close()
+                    raise TrainingDiverged(self._diverged_message(step))
                 window_steps += 1
                 values = {k: float(v) for k, v in parts.items()}
                 progress.update(step, values)
@@ -236,7 +295,7 @@ class Trainer:
                     rate = window_steps * self.config.batch_size / (time.perf_counter() - window_start)
                     self._log(step, values, rate)
                     window_start, window_steps = time.perf_counter(), 0
-                if step % self.config.save_every == 0:
+                if step % self.config.save_every == 0 and not failing:  # never save mid-divergence
                     self.manager.save(checkpoint_number=step)
         except KeyboardInterrupt:
             progress.close()
@@ -248,7 +307,21 @@ class Trainer:
         self.manager.save(checkpoint_number=int(self.step.numpy()))
         return self.export()
 
+    def _replicas_note(self):
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return ""
+        return f" split over {replicas} replicas ({distribute.worker_name(self.strategy)})"
+
+    def _diverged_message(self, step):
+        last = self.manager.latest_checkpoint or "none yet"
+        return (f"the loss was not finite for {NONFINITE_PATIENCE} steps in a row (up to step {step}); "
+                f"stopped without saving, the last good checkpoint is {last}: lower learning_rate "
+                "or style_weight and run the same command to resume from it")
+
     def _log(self, step, values, images_per_second):
+        if not self.chief:
+            return
         lr = self.optimizer.learning_rate
         with self.writer.as_default(step=step):
             for name, value in values.items():
@@ -269,17 +342,37 @@ class Trainer:
             tf.summary.text("config", text)
 
     def export(self):
-        path = self.config.export_path
+        path = self.config.export_path if self.chief else self.output.path / self.config.export_path.name
         self.task.export(path)
-        print(f"exported {path}")
+        if self.chief:
+            print(f"exported {path}")
+        else:
+            print(f"{distribute.worker_name(self.strategy)} finished at step {int(self.step.numpy())}, "
+                  f"weights digest {weights_digest(self.variables)}")
         return path
+
+
+def weights_digest(variables):
+    """A short fingerprint of variable values: replicas in sync print the same one."""
+    digest = hashlib.sha256()
+    for v in variables:
+        digest.update(np.asarray(keras.ops.convert_to_numpy(v), np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def train(config):
     """Train the model `config` describes; returns the exported `.keras` path."""
+    strategy = distribute.make_strategy(config.distribute)  # first: multi_worker starts a server
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     skipped = data.SkippedFiles()
-    task = (MetaNetTask if config.method == "metanet" else TransformTask)(config, skipped)
-    return Trainer(config, task, make_optimizer(config, task)).run()
+    with strategy.scope():
+        task = (MetaNetTask if config.method == "metanet" else TransformTask)(config, skipped)
+        optimizer = make_optimizer(config, task)
+    return Trainer(config, task, optimizer, strategy).run()

@@ -194,7 +194,6 @@ class Trainer:
     def __init__(self, config, task, optimizer, strategy=None):
         self.config, self.task, self.optimizer = config, task, optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
-        distribute.check_batch_size(config.batch_size, self.strategy)
         self.run_dir = Path(config.run_dir)
         self.chief = distribute.is_chief(self.strategy)
         self.output = distribute.OutputFolder(self.run_dir, self.chief)
@@ -346,17 +345,28 @@ class Trainer:
         self.task.export(path)
         if self.chief:
             print(f"exported {path}")
-        else:
-            print(f"{distribute.worker_name(self.strategy)} finished at step {int(self.step.numpy())}, "
-                  f"weights digest {weights_digest(self.variables)}")
+        if self.strategy.num_replicas_in_sync > 1:
+            self._report_replicas()
         return path
 
+    def _report_replicas(self):
+        """One line per process: the weights' digest, equal on every replica of a healthy run."""
+        local = len(self.strategy.experimental_local_results(self.variables[0].value))
+        digests = sorted({weights_digest(self.variables, self.strategy, r) for r in range(local)})
+        where = distribute.worker_name(self.strategy)
+        if len(digests) == 1:
+            print(f"{where}: step {int(self.step.numpy())}, weights digest {digests[0]} "
+                  f"on its {local} replica(s)")
+        else:
+            print(f"warning: {where}: replicas hold different weights ({', '.join(digests)})", file=sys.stderr)
 
-def weights_digest(variables):
-    """A short fingerprint of variable values: replicas in sync print the same one."""
+
+def weights_digest(variables, strategy, replica=0):
+    """A short fingerprint of one replica's copy of `variables`."""
     digest = hashlib.sha256()
     for v in variables:
-        digest.update(np.asarray(keras.ops.convert_to_numpy(v), np.float32).tobytes())
+        value = strategy.experimental_local_results(v.value)[replica]
+        digest.update(np.asarray(value.numpy(), np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -368,6 +378,7 @@ def _first_line(exc):
 def train(config):
     """Train the model `config` describes; returns the exported `.keras` path."""
     strategy = distribute.make_strategy(config.distribute)  # first: multi_worker starts a server
+    distribute.check_batch_size(config.batch_size, strategy)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")

@@ -34,22 +34,23 @@ def saved_steps(run_dir):
     return [int(p.rsplit("-", 1)[1]) for p in paths]
 
 
-def start_training(work, *args):
+def signalled_training(tmp_path, signal_number, after_step, timeout=300):
+    """A long tiny training run, sent `signal_number` once it has saved a checkpoint at `after_step`
+    or later: (work folder, run folder, the process)."""
+    work, run_dir = tiny_work(tmp_path, steps=10_000)
     env = {**os.environ, "KERAS_STYLE_VGG19": "random", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-c", "tiny.yml", *args], cwd=work,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_checkpoint(process, run_dir, step, timeout=300):
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-c", "tiny.yml"], cwd=work,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(s >= step for s in saved_steps(run_dir)):
-            return
+    while not any(s >= after_step for s in saved_steps(run_dir)):
         if process.poll() is not None:
             pytest.fail("training ended before its checkpoint:\n" + process.stderr.read())
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no checkpoint at step {after_step} after {timeout} s")
         time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"no checkpoint at step {step} after {timeout} s")
+    process.send_signal(signal_number)
+    return work, run_dir, process
 
 
 def checkpoint_weights(run_dir):
@@ -68,10 +69,7 @@ def model_weights(path):
 
 @pytest.mark.slow
 def test_sigkill_after_a_checkpoint_resumes_there_with_the_same_weights(tmp_path):
-    work, run_dir = tiny_work(tmp_path, steps=10_000)
-    process = start_training(work)
-    wait_for_checkpoint(process, run_dir, 4)
-    process.send_signal(signal.SIGKILL)
+    work, run_dir, process = signalled_training(tmp_path, signal.SIGKILL, after_step=4)
     process.wait()
     saved = max(saved_steps(run_dir))  # at most save_every (2) steps of work are lost
     assert saved >= 4
@@ -92,10 +90,7 @@ def test_sigkill_after_a_checkpoint_resumes_there_with_the_same_weights(tmp_path
 
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exports(tmp_path):
-    work, run_dir = tiny_work(tmp_path, steps=10_000)
-    process = start_training(work)
-    wait_for_checkpoint(process, run_dir, 2)
-    process.send_signal(signal.SIGINT)
+    work, run_dir, process = signalled_training(tmp_path, signal.SIGINT, after_step=2)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "interrupted at step" in out and "Traceback" not in err

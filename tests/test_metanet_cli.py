@@ -124,6 +124,18 @@ def test_solid_colour_style_and_photo_give_finite_images(trained):
         assert result.shape == (24, 20, 3) and np.isfinite(result).all()
 
 
+@pytest.mark.parametrize("size, told", [((8000, 8000), "8000x8000, used at 1024x1024"),
+                                        ((9, 12), "9x12, used at 16x21")])
+def test_huge_and_tiny_style_images_are_rescaled_and_told(trained, monkeypatch, capsys, size, told):
+    work, _, _ = trained
+    Image.new("RGB", size, (40, 90, 160)).save(work / "extreme.png")
+    result = evaluate(work, monkeypatch, capsys, "--model_file", MODEL, "--image_file", "photos/p0.jpg",
+                      "--style_image", "extreme.png", "--output", "o/extreme.png")
+    assert result.returncode == 0, result.stderr
+    assert told in result.stdout
+    assert np.asarray(Image.open(work / "o" / "extreme.png")).std() > 0
+
+
 def test_per_style_model_refuses_a_style(trained, monkeypatch, capsys):
     from keras_style.transform import build_transform_net
     work, _, _ = trained

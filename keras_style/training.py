@@ -258,8 +258,15 @@ class Trainer:
                       file=sys.stderr)
                 continue
             print(f"resumed from step {int(self.step.numpy())} ({path})")
+            self._use_configured_learning_rate()
             return int(self.step.numpy())
         return 0
+
+    def _use_configured_learning_rate(self):
+        """The checkpoint restored the optimiser's learning rate too; the config, which the user
+        may have changed to resume with another rate, wins."""
+        if isinstance(self.optimizer._learning_rate, keras.Variable):
+            self.optimizer.learning_rate.assign(self.config.learning_rate)
 
     def run(self):
         try:

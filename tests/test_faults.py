@@ -242,3 +242,17 @@ def test_eval_refuses_a_photo_too_large_for_memory_naming_max_size(tmp_path, hug
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "generated" / "res_[wave]_[huge].jpg").size == (320, 240)
+
+
+def test_resuming_uses_the_configured_learning_rate_not_the_checkpoints(tmp_path, monkeypatch):
+    from keras_style import data, training
+    from keras_style.config import load_config
+    work, _ = tiny_work(tmp_path, steps=2)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
+    for rate in ("1.0e-2", "1.0e-4"):
+        config = load_config("tiny.yml", [f"learning_rate={rate}"])
+        task = training.TransformTask(config, data.SkippedFiles())
+        trainer = training.Trainer(config, task, training.make_optimizer(config, task))
+        trainer.run()
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)

@@ -82,11 +82,12 @@ class Adagrad2(keras.optimizers.Adagrad):
         return {**super().get_config(), "norm_val": list(self.norm_val), "clipvalue2": self.clipvalue2}
 
 
-def adagrad2_for(config, task, clipnorm=PORT_CLIPNORM, clipvalue=PORT_CLIPVALUE,
+def adagrad2_for(config, task, learning_rate=None, clipnorm=PORT_CLIPNORM, clipvalue=PORT_CLIPVALUE,
                  clipvalue2=PORT_CLIPVALUE2):
-    """The Adagrad2 a MetaNet training task uses: `config.learning_rate`, and the MetaNet's
+    """The Adagrad2 a MetaNet training task uses: `learning_rate` (default `config.learning_rate`;
+    a schedule works too), and the MetaNet's
     variables (the tight-clip group) from `task.metanet_variable_names()`, an iterable of variable
     paths or path prefixes (see `keras_style.metanet.metanet_variable_names`).
     """
-    return Adagrad2(learning_rate=config.learning_rate, norm_val=list(task.metanet_variable_names()),
+    return Adagrad2(learning_rate=learning_rate or config.learning_rate, norm_val=list(task.metanet_variable_names()),
                     clipnorm=clipnorm, clipvalue=clipvalue, clipvalue2=clipvalue2)

@@ -173,11 +173,25 @@ def _preview_paths(folder, train_files):
     return train_files
 
 
+def total_steps(config, task):
+    return config.max_steps or config.epoch * task.steps_per_epoch()
+
+
+def learning_rate(config, task):
+    """`learning_rate`, or a schedule dropping to `final_learning_rate` for the last `final_steps`."""
+    if config.final_learning_rate is None:
+        return config.learning_rate
+    # The schedule reads optimizer.iterations, which is step - 1 during a step's update.
+    boundary = max(0, total_steps(config, task) - config.final_steps - 1)
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [boundary], [config.learning_rate, config.final_learning_rate])
+
+
 def make_optimizer(config, task):
     if config.optimizer == "adagrad2":
         from keras_style.optimizers import adagrad2_for
-        return adagrad2_for(config, task)
-    return keras.optimizers.Adam(learning_rate=config.learning_rate)
+        return adagrad2_for(config, task, learning_rate(config, task))
+    return keras.optimizers.Adam(learning_rate=learning_rate(config, task))
 
 
 class TrainingDiverged(UserError):
@@ -207,7 +221,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.output.path), max_to_keep=3)
         self.writer = (tf.summary.create_file_writer(str(self.run_dir)) if self.chief
                        else tf.summary.create_noop_writer())
-        self.total_steps = config.max_steps or config.epoch * task.steps_per_epoch()
+        self.total_steps = total_steps(config, task)
 
     def distributed_dataset(self, start_step=0):
         """The task's batches, each replica given its share of every global batch."""

@@ -1,5 +1,6 @@
 """End-to-end tests through train.py and eval.py on tiny images, with random VGG weights."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,36 @@ def test_eval_gallery_bad_format_writes_nothing(trained):
                  "--output", "hout", "--gallery", "sheet.txt", cwd=work)
     assert_one_line_error(result, "sheet.txt")
     assert not (work / "hout").exists()
+
+
+def base_config(tmp_path, extra):
+    photo(tmp_path / "s.jpg")
+    photo(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "c.yml").write_text("naming: x\nstyle_image: s.jpg\ntrain_data: photos\n" + extra)
+    return tmp_path / "c.yml"
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("final_learning_rate: 1.0e-4\n", "go together"),
+    ("final_steps: 5\n", "go together"),
+    ("final_learning_rate: -1.0\nfinal_steps: 5\n", "final_learning_rate must be positive"),
+    ("final_learning_rate: 1.0e-4\nfinal_steps: 20\nmax_steps: 20\n", "fewer than max_steps (20)"),
+])
+def test_final_learning_rate_config_errors(tmp_path, monkeypatch, extra, fragment):
+    from keras_style.config import ConfigError, load_config
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(base_config(tmp_path, extra))
+
+
+def test_final_learning_rate_covers_exactly_the_last_steps(tmp_path, monkeypatch):
+    from keras_style import training
+    from keras_style.config import load_config
+    monkeypatch.chdir(tmp_path)
+    config = load_config(base_config(tmp_path, "learning_rate: 1.0e-2\nmax_steps: 10\n"
+                                               "final_learning_rate: 1.0e-4\nfinal_steps: 3\n"))
+    schedule = training.learning_rate(config, task=None)
+    # During step s the optimiser has applied s - 1 updates: steps 1..7 at 1e-2, 8..10 at 1e-4.
+    rates = [float(schedule(step - 1)) for step in range(1, 11)]
+    np.testing.assert_allclose(rates, [1e-2] * 7 + [1e-4] * 3, rtol=1e-6)
+    assert training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 0.5\n")), None) == 0.5

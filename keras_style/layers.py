@@ -72,7 +72,14 @@ class PadToMultiple(keras.layers.Layer):
         shape = ops.shape(x)
         pad_h = (-shape[1]) % self.multiple
         pad_w = (-shape[2]) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="symmetric")
+        # A symmetric pad can add at most the current size, so tiny inputs (1 px to a multiple of 4)
+        # are padded in stages, each at most doubling the size: as numpy's "symmetric" mode does.
+        for _ in range(max(1, (self.multiple - 1).bit_length())):
+            shape = ops.shape(x)
+            step_h, step_w = ops.minimum(pad_h, shape[1]), ops.minimum(pad_w, shape[2])
+            x = ops.pad(x, [[0, 0], [0, step_h], [0, step_w], [0, 0]], mode="symmetric")
+            pad_h, pad_w = pad_h - step_h, pad_w - step_w
+        return x
 
     def compute_output_shape(self, shape):
         grow = lambda n: None if n is None else n + (-n) % self.multiple  # noqa: E731

@@ -87,13 +87,12 @@ def test_pad_to_multiple_matches_numpy_symmetric(multiple, height, width):
     assert PadToMultiple(multiple).compute_output_shape((None, height, None, 3))[1] == height + pad_h
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason="known bug: PadToMultiple fails when the padding needed exceeds the side "
-                          "(e.g. 1 pixel to a multiple of 4); stylize.py pads to 16 px first")
-def test_pad_to_multiple_side_shorter_than_padding():
-    x = images((1, 1, 3, 3))
-    expected = np.pad(x, [(0, 0), (0, 3), (0, 1), (0, 0)], mode="symmetric")
-    np.testing.assert_array_equal(run(PadToMultiple(4), x), expected)
+@pytest.mark.parametrize("shape, multiple", [((1, 1, 3, 3), 4), ((1, 2, 1, 3), 4), ((2, 1, 2, 1), 8),
+                                             ((1, 3, 5, 2), 16)])
+def test_pad_to_multiple_side_shorter_than_padding(shape, multiple):
+    x = images(shape)
+    pads = [(0, 0), (0, -shape[1] % multiple), (0, -shape[2] % multiple), (0, 0)]
+    np.testing.assert_array_equal(run(PadToMultiple(multiple), x), np.pad(x, pads, mode="symmetric"))
 
 
 def test_crop_like_undoes_pad_to_multiple():

@@ -31,11 +31,14 @@ def _import_tensorflow_quietly():
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
             import keras  # noqa: F401
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+    # TensorFlow's Python warnings (e.g. about a checkpoint that failed to load, after we have
+    # reported it ourselves) would follow our one-line messages.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 def _run(prog, work):

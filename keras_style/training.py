@@ -178,13 +178,15 @@ def total_steps(config, task):
 
 
 def learning_rate(config, task):
-    """`learning_rate`, or a schedule dropping to `final_learning_rate` for the last `final_steps`."""
-    if config.final_learning_rate is None:
-        return config.learning_rate
-    # The schedule reads optimizer.iterations, which is step - 1 during a step's update.
+    """`learning_rate`, dropping to `final_learning_rate` for the last `final_steps` steps if set.
+
+    Always a schedule, never a plain number: a constant rate would be an optimiser variable, saved
+    in checkpoints, which would then neither load into a run with a tail nor let a resumed run
+    change the rate. The schedule reads optimizer.iterations, which is step - 1 during a step.
+    """
+    final = config.final_learning_rate or config.learning_rate
     boundary = max(0, total_steps(config, task) - config.final_steps - 1)
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [boundary], [config.learning_rate, config.final_learning_rate])
+    return keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [config.learning_rate, final])
 
 
 def make_optimizer(config, task):
@@ -262,25 +264,29 @@ class Trainer:
 
     def restore(self):
         """Resume from the newest readable checkpoint of the run folder (an unreadable one, say
-        from a crash mid-write, is reported and the one before it tried); returns the step."""
+        from a crash mid-write, is reported and the one before it tried); returns the step.
+
+        A folder whose checkpoints all fail to load (another network width, say) is an error:
+        starting over would rotate those checkpoints out.
+        """
         state = tf.train.get_checkpoint_state(str(self.run_dir))
-        for path in reversed(list(state.all_model_checkpoint_paths) if state else []):
+        paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
+        reasons = []
+        for path in paths:
             try:
                 self.checkpoint.restore(path).expect_partial()
             except Exception as exc:  # a damaged file fails in many ways (OpError, IndexError...)
-                print(f"warning: checkpoint {path} is unreadable ({_first_line(exc)}); trying an older one",
+                reasons.append(_first_line(exc))
+                print(f"warning: checkpoint {path} is unreadable ({reasons[-1]}); trying an older one",
                       file=sys.stderr)
                 continue
             print(f"resumed from step {int(self.step.numpy())} ({path})")
-            self._use_configured_learning_rate()
             return int(self.step.numpy())
+        if paths:
+            raise UserError(f"{self.run_dir}: none of its {len(paths)} checkpoints fits this config "
+                            f"(newest: {reasons[0]}); train under another naming or model_path, or "
+                            "delete the folder to start over")
         return 0
-
-    def _use_configured_learning_rate(self):
-        """The checkpoint restored the optimiser's learning rate too; the config, which the user
-        may have changed to resume with another rate, wins."""
-        if isinstance(self.optimizer._learning_rate, keras.Variable):
-            self.optimizer.learning_rate.assign(self.config.learning_rate)
 
     def run(self):
         try:

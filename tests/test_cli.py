@@ -244,4 +244,5 @@ def test_final_learning_rate_covers_exactly_the_last_steps(tmp_path, monkeypatch
     # During step s the optimiser has applied s - 1 updates: steps 1..7 at 1e-2, 8..10 at 1e-4.
     rates = [float(schedule(step - 1)) for step in range(1, 11)]
     np.testing.assert_allclose(rates, [1e-2] * 7 + [1e-4] * 3, rtol=1e-6)
-    assert training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 0.5\n")), None) == 0.5
+    constant = training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 0.5\nmax_steps: 10\n")), None)
+    assert [float(constant(i)) for i in (0, 9, 100)] == [0.5, 0.5, 0.5]

@@ -256,3 +256,13 @@ def test_resuming_uses_the_configured_learning_rate_not_the_checkpoints(tmp_path
         trainer = training.Trainer(config, task, training.make_optimizer(config, task))
         trainer.run()
     assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+
+
+def test_checkpoints_of_another_network_are_an_error_not_overwritten(tmp_path):
+    work, run_dir = tiny_work(tmp_path, steps=2)
+    assert run("train.py", "-c", "tiny.yml", cwd=work).returncode == 0
+    before = {p.name: p.read_bytes() for p in run_dir.glob("ckpt-*")}
+    result = run("train.py", "-c", "tiny.yml", "--set", "base=6", "max_steps=4", cwd=work)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "none of its 1 checkpoints fits this config" in result.stderr.splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in run_dir.glob("ckpt-*")} == before

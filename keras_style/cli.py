@@ -168,13 +168,17 @@ def output_paths(photos, tag, output, protected):
     targets = [Path(output)] if single_file else [folder / f"res_[{tag}]_[{p.stem}].jpg" for p in photos]
     if len(set(targets)) != len(targets):
         raise UserError("two photos have the same file name; stylise them separately or use --output")
-    protected = {Path(p).resolve() for p in protected}
     for target in targets:
-        if target.resolve() in protected:
-            raise UserError(f"{target}: output would overwrite an input file")
-        if target.is_dir():
-            raise UserError(f"{target}: output is a folder")
+        check_writable_output(target, protected, f"{target}: output")
     return targets
+
+
+def check_writable_output(path, protected, label):
+    """Refuse an output path that is a folder or one of the `protected` (input) files."""
+    if Path(path).is_dir():
+        raise UserError(f"{label} is a folder")
+    if Path(path).resolve() in {Path(p).resolve() for p in protected}:
+        raise UserError(f"{label} would overwrite an input file")
 
 
 def _for_each_photo(photos, targets, work):
@@ -207,8 +211,7 @@ def _eval_model(args, photos):
     if args.gallery:
         gallery = Path(args.gallery)
         images.save_format(gallery, f"--gallery {gallery}")
-        if gallery.resolve() in {p.resolve() for p in protected}:
-            raise UserError(f"--gallery {gallery}: would overwrite an input file")
+        check_writable_output(gallery, protected, f"--gallery {gallery}:")
         protected.append(gallery)
     if args.save_style:
         protected.append(Path(args.save_style))
@@ -268,10 +271,7 @@ def _stylizer(model, path, args):
 def _check_save_style_path(path, protected):
     if path.suffix.lower() != ".npy":
         raise UserError(f"--save_style {path}: the file name must end in .npy")
-    if path.is_dir():
-        raise UserError(f"--save_style {path}: is a folder")
-    if path.resolve() in {p.resolve() for p in protected}:
-        raise UserError(f"--save_style {path}: would overwrite an input file")
+    check_writable_output(path, protected, f"--save_style {path}:")
 
 
 def _save_style(vector, path):

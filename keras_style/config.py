@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def _suggest(key):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(key, value, source):
     kind = _FIELDS[key].type
     optional = kind.startswith("Optional[") if isinstance(kind, str) else False
@@ -163,6 +167,8 @@ def _coerce(key, value, source):
         raise ConfigError(f"{source}: {key} must not be empty")
     if base == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base == "float" and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 2e6 (no dot) as a string; users mean the number
     expected = {"str": str, "int": int, "float": float, "bool": bool}.get(base)
     if expected is int and isinstance(value, bool):
         expected = None

@@ -246,3 +246,14 @@ def test_final_learning_rate_covers_exactly_the_last_steps(tmp_path, monkeypatch
     np.testing.assert_allclose(rates, [1e-2] * 7 + [1e-4] * 3, rtol=1e-6)
     constant = training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 0.5\nmax_steps: 10\n")), None)
     assert [float(constant(i)) for i in (0, 9, 100)] == [0.5, 0.5, 0.5]
+
+
+def test_numbers_without_a_dot_are_numbers(tmp_path, monkeypatch):
+    # YAML 1.1 reads 2e6 as the string "2e6"; users writing it mean the number.
+    from keras_style.config import ConfigError, load_config
+    monkeypatch.chdir(tmp_path)
+    config = load_config(base_config(tmp_path, "learning_rate: 1e-3\n"), ["style_weight=2e6"])
+    assert (config.learning_rate, config.style_weight) == (1e-3, 2e6)
+    for bad in ("style_weight=2e", "style_weight=e6", "style_weight=two"):
+        with pytest.raises(ConfigError, match="style_weight must be a number"):
+            load_config(base_config(tmp_path, ""), [bad])

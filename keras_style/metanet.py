@@ -163,8 +163,8 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, dynamic_
     irrelevant; the Keras port had none.
 
     The MetaNet grows with the vector length P (one Dense of ~385 x slot size per dynamic layer):
-    at 48 wide and 6 blocks it has 112M weights (224 MB even in float16); 16 wide and 5 blocks,
-    14M (a 44 MB float16 file with the VGG).
+    at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and 5 blocks,
+    14M (a 44 MB file with the VGG, both stored in bfloat16).
     """
     specs = _dynamic_blocks(base, residual_width, residual_blocks)
     layout = transform_layout(base, residual_width, residual_blocks)
@@ -279,10 +279,14 @@ def metanet_halves(model):
 
 
 def build_export_model(metanet, transform, vgg, style_layers=STYLE_FEATURE_LAYERS,
-                       storage_dtype="float16", name="metanet_style_transfer"):
+                       storage_dtype="bfloat16", name="metanet_style_transfer"):
     """The combined model to save, with the VGG and MetaNet layers that hold weights stored (and
     run) in `storage_dtype`, halving the file; everything else runs in float32. The transform is
     used as is. Use `storage_dtype="float32"` for a full-precision file.
+
+    bfloat16 rather than float16: CPUs without float16 arithmetic (AVX-512 BF16 but no FP16) run
+    float16 layers 2.4x slower than bfloat16 ones (encoding a 256 px style: VGG part 0.24 s vs
+    0.10 s, MetaNet part 0.049 s vs 0.025 s, here).
     """
     features = keras.Model(vgg.input, {n: vgg.output[n] for n in style_layers})
     encoder = build_style_encoder(_recast(metanet, storage_dtype), _recast(features, storage_dtype),

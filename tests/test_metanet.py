@@ -151,14 +151,15 @@ def test_keras_file_holds_both_halves(parts, tmp_path):
 
     small = keras.saving.load_model(tmp_path / "half.keras")
     dtypes = {v.path: v.dtype for v in small.weights}
-    assert dtypes["block1_conv1/kernel"] == "float16"
-    assert dtypes[f"{mn.PREFIX}shared_stats_relu/kernel"] == "float16"
+    assert dtypes["block1_conv1/kernel"] == "bfloat16"
+    assert dtypes[f"{mn.PREFIX}shared_stats_relu/kernel"] == "bfloat16"
     assert dtypes["stem_conv/kernel"] == "float32"
     assert (tmp_path / "half.keras").stat().st_size < 0.6 * (tmp_path / "full.keras").stat().st_size
     small_encoder, _ = mn.metanet_halves(small)
     params, want = np.asarray(small_encoder(style)), np.asarray(encoder(style))
     np.testing.assert_allclose(params, want, rtol=0.02, atol=0.02 * np.abs(want).max())
-    assert np.abs(np.asarray(small([photos, style])) - expected).max() < 2.0
+    # bfloat16 keeps 8 significant bits: a few levels of 255 at worst, on random weights
+    assert np.abs(np.asarray(small([photos, style])) - expected).max() < 4.0
 
 
 def test_builds_and_runs_under_mixed_bfloat16():

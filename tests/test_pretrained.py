@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from keras_style import stylize
+from test_cli import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "pretrained").glob("*.keras"))
 
 

@@ -47,12 +47,12 @@ class TrainConfig:
     style_layers: tuple = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_size: int = 512
     # Network.
-    base: int = 16
+    base: int = 16                            # channels at full resolution (2 x base at half)
     residual_blocks: int = 5
+    residual_width: Optional[int] = None      # channels at a quarter (residual blocks); 4 x base if unset
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
     style_data: Optional[str] = None          # folder of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
-    residual_width: int = 16                  # channels of the generated (dynamic) convolutions
     steps_per_style: int = 20                 # single-style phase: steps on each style
     styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
     styles_per_batch_min: int = 4             # then each batch mixes min..max styles (<= batch_size)
@@ -146,7 +146,7 @@ def validate(raw, source="config"):
             raise ConfigError(f"{source}: missing required key {key!r}")
     config = TrainConfig(**values)
     _check_values(config, source)
-    return config
+    return dataclasses.replace(config, residual_width=config.residual_width or 4 * config.base)
 
 
 def _suggest(key):
@@ -209,6 +209,8 @@ def _check_values(config, source):
     for key in positive:
         if getattr(config, key) <= 0:
             fail(f"{key} must be positive, got {getattr(config, key)}")
+    if config.residual_width is not None and config.residual_width < 1:
+        fail(f"residual_width must be at least 1, got {config.residual_width}")
     for key in ("content_weight", "style_weight", "tv_weight", "residual_blocks"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
@@ -242,7 +244,7 @@ def _check_final_learning_rate(config, fail):
 
 
 def _check_metanet_values(config, fail):
-    for key in ("residual_width", "steps_per_style", "styles_per_batch_min"):
+    for key in ("steps_per_style", "styles_per_batch_min"):
         if getattr(config, key) < 1:
             fail(f"{key} must be at least 1, got {getattr(config, key)}")
     if config.styles_before_batching < 0:

@@ -58,7 +58,7 @@ class TransformTask(_PhotoTask):
         # The photos only need a forward pass to the content layers; sharing the generated images'
         # VGG call would also backpropagate through them (1.7x slower steps at 256 px).
         self.content_vgg = build_vgg(config.content_layers, weights=config.loss_model_file)
-        self.model = build_transform_net(config.base, config.residual_blocks)
+        self.model = build_transform_net(config.base, config.residual_blocks, config.residual_width)
         style = images.load_style_image(fetch_style_image(config.style_image), config.style_size)
         features = self.vgg(style[None])
         self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}

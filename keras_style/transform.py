@@ -30,15 +30,18 @@ def residual_block(x, channels, name):
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def build_transform_net(base=16, residual_blocks=5, name="transform_net"):
+def build_transform_net(base=16, residual_blocks=5, residual_width=None, name="transform_net"):
+    """Widths: `base` at full resolution, 2 x base at half, `residual_width` (default 4 x base) at a
+    quarter, where a channel costs a sixteenth of one at full resolution."""
+    residual_width = residual_width or base * 4
     photo = keras.Input((None, None, 3), name="photo")
     x = PadToMultiple(4, name="pad_to_4")(photo)
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
     x = conv_block(x, base, 9, name="stem")
     x = conv_block(x, base * 2, 3, strides=2, name="down1")
-    x = conv_block(x, base * 4, 3, strides=2, name="down2")
+    x = conv_block(x, residual_width, 3, strides=2, name="down2")
     for i in range(residual_blocks):
-        x = residual_block(x, base * 4, name=f"res{i + 1}")
+        x = residual_block(x, residual_width, name=f"res{i + 1}")
     x = conv_block(x, base * 2, 3, upsample=True, name="up1")
     x = conv_block(x, base, 3, upsample=True, name="up2")
     x = conv_block(x, 3, 9, norm=False, relu=False, name="out")

@@ -257,3 +257,17 @@ def test_numbers_without_a_dot_are_numbers(tmp_path, monkeypatch):
     for bad in ("style_weight=2e", "style_weight=e6", "style_weight=two"):
         with pytest.raises(ConfigError, match="style_weight must be a number"):
             load_config(base_config(tmp_path, ""), [bad])
+
+
+def test_residual_width_defaults_to_four_times_base_and_sets_the_quarter_resolution(tmp_path, monkeypatch):
+    from keras_style.config import ConfigError, load_config
+    from keras_style.transform import build_transform_net
+    monkeypatch.chdir(tmp_path)
+    assert load_config(base_config(tmp_path, "base: 6\n")).residual_width == 24
+    config = load_config(base_config(tmp_path, "base: 6\nresidual_width: 10\n"))
+    net = build_transform_net(config.base, 2, config.residual_width)
+    widths = {layer.name: layer.filters for layer in net.layers if hasattr(layer, "filters")}
+    assert (widths["stem_conv"], widths["down1_conv"], widths["down2_conv"], widths["res2_b_conv"],
+            widths["up1_conv"]) == (6, 12, 10, 10, 12)
+    with pytest.raises(ConfigError, match="residual_width must be at least 1"):
+        load_config(base_config(tmp_path, "residual_width: 0\n"))

@@ -104,10 +104,13 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
 
 
 def style_schedule(files, image_size, batch_size, steps_per_style, styles_before_batching,
-                   styles_per_batch, seed=0, skipped=None, start_step=0):
+                   styles_per_batch, encode_side, seed=0, skipped=None, start_step=0, shorter_side=None):
     """The styles of each MetaNet training step: endless dicts of `styles`, (S, image_size,
-    image_size, 3) float32 random crops of S style images, and `style_index`, (batch_size,) int32,
-    which style each photo of the batch gets.
+    image_size, 3) float32 random crops of S style images (the loss's targets), `style_views`, (S,
+    encode_side, encode_side, 3), the same images whole, scaled down to a centre square (what the
+    MetaNet reads: a small view keeps encoding a style cheap), and `style_index`, (batch_size,)
+    int32, which style each photo of the batch gets. Style images are first scaled so their shorter
+    side is `shorter_side` (default: `image_size`), the scale the photos are seen at.
 
     The Keras port's schedule: first one style at a time, a fresh crop of the same image for
     `steps_per_style` steps, until `styles_before_batching` styles have been seen; from then on every
@@ -116,25 +119,49 @@ def style_schedule(files, image_size, batch_size, steps_per_style, styles_before
     the schedule (a resumed run does not repeat the single-style phase).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
+    shorter_side = shorter_side or image_size
     single_steps = max(0, styles_before_batching * steps_per_style - start_step)
-    singles = _decoded_images(files, image_size, seed, skipped).take(-(-single_steps // steps_per_style))
+    singles = _decoded_images(files, shorter_side, seed, skipped).take(-(-single_steps // steps_per_style))
     singles = singles.flat_map(lambda array: tf.data.Dataset.from_tensors(array).repeat(steps_per_style))
-    singles = _random_crops(singles.take(single_steps), image_size, seed + 2).map(
-        lambda crop: {"styles": crop[None], "style_index": tf.zeros([batch_size], tf.int32)})
+    singles = _style_views(singles.take(single_steps), image_size, encode_side, seed + 2).map(
+        lambda crop, view: {"styles": crop[None], "style_views": view[None],
+                            "style_index": tf.zeros([batch_size], tf.int32)})
 
     low, high = styles_per_batch
-    groups = _random_crops(_decoded_images(files, image_size, seed + 1, skipped), image_size, seed + 3)
+    groups = _style_views(_decoded_images(files, shorter_side, seed + 1, skipped), image_size, encode_side,
+                          seed + 3)
     groups = groups.batch(high, drop_remainder=True)
 
     def mix(group, draw):
-        # `high` crops are decoded per step and the first `count` kept: simpler than batches of
+        # `high` styles are decoded per step and the first `count` kept: simpler than batches of
         # varying size, and decoding is cheap beside a training step.
+        crops, views = group
         count = tf.random.stateless_uniform([], tf.stack([draw, 0]), low, high + 1, dtype=tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([batch_size], tf.stack([draw, 1])))
-        return {"styles": group[:count], "style_index": tf.gather(tf.range(batch_size) % count, order)}
+        return {"styles": crops[:count], "style_views": views[:count],
+                "style_index": tf.gather(tf.range(batch_size) % count, order)}
 
     mixed = tf.data.Dataset.zip((groups, tf.data.Dataset.random(seed=seed))).map(mix)
     return singles.concatenate(mixed).prefetch(tf.data.AUTOTUNE)
+
+
+def _style_views(images_dataset, image_size, encode_side, seed):
+    """(random `image_size` crop, whole image as an `encode_side` centre square) per image."""
+    def views(array, crop_seed):
+        image = tf.cast(array, tf.float32)
+        crop = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
+        return crop, centre_square(image, encode_side)
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip((images_dataset, seeds)).map(views, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def centre_square(image, side):
+    """(H, W, 3) float32 -> (side, side, 3): scaled so the shorter side is `side`, centre-cropped."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scaled = tf.cast(tf.math.ceil(shape * side / tf.reduce_min(shape)), tf.int32)
+    resized = tf.image.resize(image, tf.maximum(scaled, side), antialias=True)
+    return tf.image.resize_with_crop_or_pad(resized, side, side)
 
 
 def fixed_images(paths, size, count, skipped=None):

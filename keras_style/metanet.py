@@ -28,6 +28,10 @@ from keras_style.transform import conv_block
 # VGG layers whose per-channel mean and std describe a style to the MetaNet (the paper's choice:
 # 2 * (64 + 128 + 256 + 512) = 1920 numbers, and the VGG stops at block 4).
 STYLE_FEATURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+# The MetaNet reads a style image scaled so its shorter side is this (in training: the whole style
+# image as a centre square). Small, because a VGG pass at 256 px would take 0.10 s of the 0.15 s
+# budget for encoding and stylising; the style loss still sees the style at full training scale.
+ENCODE_SIDE = 128
 # Shrinks the MetaNet's outputs so the generated kernels start small and move slowly (Keras port).
 OUTPUT_SCALE = 1e-4
 PREFIX = "metanet_"

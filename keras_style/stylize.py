@@ -9,12 +9,11 @@ import tensorflow as tf
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
 from keras_style import images
 from keras_style.errors import UserError
-from keras_style.metanet import metanet_halves
+from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
-# A MetaNet encodes a style image with its shorter side scaled to this: the scale of the crops it
-# was trained on (statistics of a style depend on the size its brushstrokes are seen at).
-STYLE_SIDE = 256
+# A MetaNet encodes a style image with its shorter side scaled to this, as in training.
+STYLE_SIDE = ENCODE_SIDE
 # Photos up to 4096 x 4096 are stylised in one piece: a base-8 network peaks at 3.5 GB there (and
 # takes 15 s on two cores); larger ones must be scaled down with --max_size.
 MAX_PIXELS = 4096 * 4096

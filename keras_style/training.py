@@ -107,21 +107,22 @@ class MetaNetTask(_PhotoTask):
                                              metanet.style_feature_size(self.vgg))
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
         self.preview_styles = data.fixed_images(_preview_paths(c.val_styles, self.style_files),
-                                                c.image_size, PREVIEW_GRID, skipped)
+                                                metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
 
     def dataset(self, start_step=0):
         c = self.config
         styles = data.style_schedule(self.style_files, c.image_size, c.batch_size, c.steps_per_style,
                                      c.styles_before_batching,
-                                     (c.styles_per_batch_min, c.styles_per_batch_max),
-                                     seed=c.seed, skipped=self.skipped, start_step=start_step)
+                                     (c.styles_per_batch_min, c.styles_per_batch_max), metanet.ENCODE_SIDE,
+                                     seed=c.seed, skipped=self.skipped, start_step=start_step,
+                                     shorter_side=c.photo_side)
         return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
 
     def replica_share(self, batch, replica, replicas):
         """The replica's photos and their style indices; every replica gets all the styles."""
         return {"photos": distribute.replica_rows(batch["photos"], replica, replicas),
                 "style_index": distribute.replica_rows(batch["style_index"], replica, replicas),
-                "styles": batch["styles"]}
+                "styles": batch["styles"], "style_views": batch["style_views"]}
 
     def metanet_variable_names(self):
         return metanet.metanet_variable_names(self.metanet)
@@ -129,10 +130,11 @@ class MetaNetTask(_PhotoTask):
     def losses(self, batch):
         photos, styles, index = batch["photos"], batch["styles"], batch["style_index"]
         count = tf.shape(photos)[0]
-        # One VGG pass gives the photos' content targets and the styles' statistics and targets.
+        # One VGG pass gives the photos' content targets and the styles' targets; the MetaNet reads
+        # the small views of the styles, as it will when encoding a new style.
         features = self.vgg(tf.concat([photos, styles], axis=0))
         style_features = {n: f[count:] for n, f in features.items()}
-        params = self.metanet([metanet.style_statistics(style_features), styles], training=True)
+        params = self._encode(batch["style_views"], training=True)
         generated = self.transform([photos, tf.gather(params, index)], training=True)
         content_targets = {n: features[n][:count] for n in self.config.content_layers}
         style_stats = {n: tuple(tf.gather(t, index) for t in losses.mean_std(style_features[n]))
@@ -140,8 +142,8 @@ class MetaNetTask(_PhotoTask):
         return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets,
                                                style_stats, self.weights)
 
-    def _encode(self, styles):
-        return self.metanet([metanet.style_statistics(self.vgg(styles)), styles], training=False)
+    def _encode(self, style_views, training=False):
+        return self.metanet([metanet.style_statistics(self.vgg(style_views)), style_views], training=training)
 
     def extra_scalars(self):
         """The generated parameter vectors' mean norm over the preview styles (it grows in training)."""
@@ -152,7 +154,8 @@ class MetaNetTask(_PhotoTask):
         """One grid: the preview styles along the top, each preview photo down the left, results inside."""
         styles, photos = tf.constant(self.preview_styles), tf.constant(self.preview_photos)
         params = self._encode(styles)
-        rows = [tf.concat([tf.fill(photos.shape[1:], 255.0)] + list(styles), axis=1)]
+        shown = tf.image.resize(styles, photos.shape[1:3])
+        rows = [tf.concat([tf.fill(photos.shape[1:], 255.0)] + list(shown), axis=1)]
         for photo in photos:
             results = [self.transform([photo[None], params[i:i + 1]], training=False)[0]
                        for i in range(len(styles))]

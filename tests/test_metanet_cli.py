@@ -124,7 +124,7 @@ def test_solid_colour_style_and_photo_give_finite_images(trained):
         assert result.shape == (24, 20, 3) and np.isfinite(result).all()
 
 
-@pytest.mark.parametrize("size, told", [((8000, 8000), "8000x8000, used at 1024x1024"),
+@pytest.mark.parametrize("size, told", [((8000, 8000), "8000x8000, used at 512x512"),
                                         ((9, 12), "9x12, used at 16x21")])
 def test_huge_and_tiny_style_images_are_rescaled_and_told(trained, monkeypatch, capsys, size, told):
     work, _, _ = trained

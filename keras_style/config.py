@@ -21,6 +21,7 @@ from keras_style.errors import UserError
 
 METHODS = ("transform", "metanet")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
+LOSS_FORMS = ("squared", "distances")
 STYLE_CACHE = Path.home() / ".cache" / "keras_style" / "styles"
 
 
@@ -41,6 +42,9 @@ class TrainConfig:
     content_weight: float = 1.0
     style_weight: float = 1e5
     tv_weight: float = 0.0
+    # squared: mean squared feature error + squared relative Gram distances (Johnson et al.);
+    # distances: per-image relative distances, unsquared (the yardstick's content_dist, style_dist)
+    loss_form: str = "squared"
     loss_model: str = "vgg19"
     loss_model_file: Optional[str] = None
     content_layers: tuple = ("relu4_2",)
@@ -196,6 +200,8 @@ def _check_values(config, source):
         fail(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
     if config.loss_model != "vgg19":
         fail(f"loss_model must be vgg19 (the only loss network), got {config.loss_model!r}")
+    if config.loss_form not in LOSS_FORMS:
+        fail(f"loss_form must be one of {', '.join(LOSS_FORMS)}, got {config.loss_form!r}")
     if config.optimizer not in ("adam", "adagrad2"):
         fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
     if config.optimizer == "adagrad2" and config.method != "metanet":

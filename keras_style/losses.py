@@ -19,6 +19,16 @@ def content_loss(generated, target):
     return ops.mean(ops.square(_f32(generated) - _f32(target)))
 
 
+def content_distance(generated, target):
+    """||F(x) - F(c)|| / ||F(c)||, per image: the yardstick's content_dist.
+
+    Unlike the mean squared error, every image counts the same however strong its features: a
+    smooth portrait's few relu4_2 activations are as protected as a busy street's.
+    """
+    diff = ops.sum(ops.square(_f32(generated) - _f32(target)), axis=(1, 2, 3))
+    return ops.mean(ops.sqrt(diff / (ops.sum(ops.square(_f32(target)), axis=(1, 2, 3)) + 1e-12) + 1e-12))
+
+
 def gram_matrix(features):
     """(B, H, W, C) -> (B, C, C) float32: channel correlations, normalised by C*H*W (Johnson et al.).
 
@@ -50,6 +60,17 @@ def relative_gram_style_loss(generated, target_gram):
     diff = gram_matrix(generated) - target
     per_image = ops.sum(ops.square(diff), axis=(1, 2)) / (ops.sum(ops.square(target), axis=(1, 2)) + 1e-12)
     return ops.mean(per_image)
+
+
+def gram_distance(generated, target_gram):
+    """||G(x) - G(s)||_F / ||G(s)||_F, per image: one layer's term of the yardstick's style_dist.
+
+    Unsquared, so a layer already close to its target keeps its pull, and one far off (relu5_1,
+    whose features fight the content's) does not dominate as it does in a sum of squares.
+    """
+    target = _f32(target_gram)
+    diff = ops.sum(ops.square(gram_matrix(generated) - target), axis=(1, 2))
+    return ops.mean(ops.sqrt(diff / (ops.sum(ops.square(target), axis=(1, 2)) + 1e-12) + 1e-12))
 
 
 def mean_std(features, epsilon=1e-5):
@@ -100,14 +121,19 @@ class LossWeights:
     tv: float
 
 
-def perceptual_loss(generated_image, generated_features, content_targets, style_grams, weights):
+def perceptual_loss(generated_image, generated_features, content_targets, style_grams, weights,
+                    distances=False):
     """Weighted content + relative Gram style + TV loss. Returns a dict of float32 scalars, "total"
     included.
 
-    `content_targets` and `style_grams` map layer names to target features / Gram matrices.
+    `content_targets` and `style_grams` map layer names to target features / Gram matrices. With
+    `distances`, the content and style terms are `content_distance` and `gram_distance` (what the
+    results are judged by) instead of squared errors.
     """
-    style = sum(relative_gram_style_loss(generated_features[n], g) for n, g in style_grams.items())
-    return _weighted_parts(generated_image, generated_features, content_targets, style, weights)
+    style_term = gram_distance if distances else relative_gram_style_loss
+    style = sum(style_term(generated_features[n], g) for n, g in style_grams.items())
+    content_term = content_distance if distances else content_loss
+    return _weighted_parts(generated_image, generated_features, content_targets, style, weights, content_term)
 
 
 def mean_std_perceptual_loss(generated_image, generated_features, content_targets, style_stats, weights):
@@ -120,8 +146,9 @@ def mean_std_perceptual_loss(generated_image, generated_features, content_target
     return _weighted_parts(generated_image, generated_features, content_targets, style, weights)
 
 
-def _weighted_parts(generated_image, generated_features, content_targets, style, weights):
-    content = sum(content_loss(generated_features[n], t) for n, t in content_targets.items())
+def _weighted_parts(generated_image, generated_features, content_targets, style, weights,
+                    content_term=content_loss):
+    content = sum(content_term(generated_features[n], t) for n, t in content_targets.items())
     tv = total_variation(generated_image)
     parts = {"content": weights.content * content, "style": weights.style * style,
              "tv": weights.tv * tv}

@@ -73,7 +73,8 @@ class TransformTask(_PhotoTask):
         generated = self.model(photos, training=True)
         content_targets = self.content_vgg(photos)
         return losses.perceptual_loss(generated, self.vgg(generated), content_targets,
-                                      self.style_grams, self.weights)
+                                      self.style_grams, self.weights,
+                                      distances=self.config.loss_form == "distances")
 
     def preview(self):
         return self.model(self.preview_photos, training=False)

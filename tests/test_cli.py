@@ -271,3 +271,12 @@ def test_residual_width_defaults_to_four_times_base_and_sets_the_quarter_resolut
             widths["up1_conv"]) == (6, 12, 10, 10, 12)
     with pytest.raises(ConfigError, match="residual_width must be at least 1"):
         load_config(base_config(tmp_path, "residual_width: 0\n"))
+
+
+def test_loss_form_is_checked(tmp_path, monkeypatch):
+    from keras_style.config import ConfigError, load_config
+    monkeypatch.chdir(tmp_path)
+    assert load_config(base_config(tmp_path, "")).loss_form == "squared"
+    assert load_config(base_config(tmp_path, "loss_form: distances\n")).loss_form == "distances"
+    with pytest.raises(ConfigError, match="loss_form must be one of squared, distances, got 'l1'"):
+        load_config(base_config(tmp_path, "loss_form: l1\n"))

@@ -174,3 +174,34 @@ def test_bfloat16_gram_accumulates_in_float32():
     np.testing.assert_allclose(ours, expected, rtol=2 ** -8)
 
 
+
+
+def test_content_distance_is_per_image_relative_norm():
+    a, b = feats((3, 4, 5, 6), 1), feats((3, 4, 5, 6), 2, scale=np.array([1.0, 10.0, 100.0])[:, None, None, None])
+    per_image = [np.linalg.norm(a[i].astype(np.float64) - b[i]) / np.linalg.norm(b[i]) for i in range(3)]
+    assert value(losses.content_distance(a, b)) == pytest.approx(np.mean(per_image), rel=RTOL)
+
+
+def test_gram_distance_is_per_image_relative_frobenius_norm():
+    f = feats((2, 4, 4, 3), 1)
+    target = np_gram(feats((2, 4, 4, 3), 2, scale=np.array([1.0, 5.0])[:, None, None, None]))
+    per_image = [np.linalg.norm(np_gram(f)[i] - target[i]) / np.linalg.norm(target[i]) for i in range(2)]
+    assert value(losses.gram_distance(f, target.astype(np.float32))) == pytest.approx(np.mean(per_image), rel=RTOL)
+
+
+def test_distance_losses_have_finite_gradients_at_a_perfect_match():
+    f = feats((1, 3, 3, 2), 3)
+    for fn in (lambda x: losses.content_distance(x, f), lambda x: losses.gram_distance(x, np_gram(f).astype(np.float32))):
+        loss, gradient = grad_of(fn, f)
+        assert loss == pytest.approx(0.0, abs=1e-5) and np.isfinite(gradient).all()
+
+
+def test_perceptual_loss_distances_form_sums_the_distances():
+    f = {"a": feats((2, 4, 4, 3), 1), "b": feats((2, 2, 2, 3), 2)}
+    content = {"a": feats((2, 4, 4, 3), 3)}
+    grams = {n: np_gram(feats(x.shape, 4 + i)).astype(np.float32) for i, (n, x) in enumerate(f.items())}
+    weights = losses.LossWeights(content=2.0, style=3.0, tv=0.0)
+    parts = losses.perceptual_loss(feats((2, 8, 8, 3), 5), f, content, grams, weights, distances=True)
+    style = sum(value(losses.gram_distance(f[n], g)) for n, g in grams.items())
+    assert value(parts["style"]) == pytest.approx(3.0 * style, rel=RTOL)
+    assert value(parts["content"]) == pytest.approx(2.0 * value(losses.content_distance(f["a"], content["a"])), rel=RTOL)

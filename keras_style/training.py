@@ -96,7 +96,8 @@ class _Trainables(keras.Model):
 class MetaNetTask(_PhotoTask):
     """Shen et al.: a MetaNet that turns any style image into the weights of a transform network,
     trained end to end on batches of photos and styles (the Keras port's schedule, see
-    `data.style_schedule`), with a content loss and the mean/std style loss."""
+    `data.style_schedule`), with a content loss and the mean/std style loss (`loss_form: squared`)
+    or the Gram distances (`loss_form: distances`)."""
 
     def __init__(self, config, skipped):
         c = config
@@ -138,8 +139,12 @@ class MetaNetTask(_PhotoTask):
         params = self._encode(batch["style_views"], training=True)
         generated = self.transform([photos, tf.gather(params, index)], training=True)
         content_targets = {n: features[n][:count] for n in self.config.content_layers}
-        style_stats = {n: tuple(tf.gather(t, index) for t in losses.mean_std(style_features[n]))
-                       for n in self.config.style_layers}
+        layers = self.config.style_layers
+        if self.config.loss_form == "distances":
+            grams = {n: tf.gather(losses.gram_matrix(style_features[n]), index) for n in layers}
+            return losses.perceptual_loss(generated, self.vgg(generated), content_targets, grams,
+                                          self.weights, distances=True)
+        style_stats = {n: tuple(tf.gather(t, index) for t in losses.mean_std(style_features[n])) for n in layers}
         return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets,
                                                style_stats, self.weights)
 

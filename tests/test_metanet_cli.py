@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from keras_style import cli
@@ -264,3 +265,31 @@ def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch):
     parts, applied = step(batch)
     assert bool(applied) and np.isfinite(float(parts["total"]))
     assert any(not np.array_equal(b, np.array(v)) for b, v in zip(before, trainer.variables))
+
+
+def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatch):
+    from keras_style import data, losses, training
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
+    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nloss_form: distances\n"
+                                        "styles_per_batch_min: 2\nstyles_per_batch_max: 2\n"
+                                        "styles_before_batching: 0\nbase: 2\nresidual_width: 2\n"
+                                        "residual_blocks: 1\nstyle_layers: [relu1_1, relu2_1]\n"
+                                        "style_weight: 0.5\n", batch_size=3))
+    Image.new("RGB", (40, 30), (250, 20, 20)).save(tmp_path / "styles" / "red.png")
+    task = training.MetaNetTask(config, data.SkippedFiles())
+    batch = next(iter(task.dataset()))
+    generated = np.random.default_rng(0).uniform(0, 255, batch["photos"].shape).astype(np.float32)
+    monkeypatch.setattr(task, "transform", lambda inputs, training: tf.constant(generated))
+    parts = task.losses(batch)
+
+    def features(x):
+        return {n: np.asarray(f) for n, f in task.vgg(tf.constant(x)).items()}
+
+    out, photos, styles = features(generated), features(batch["photos"]), features(batch["styles"])
+    index = np.asarray(batch["style_index"])
+    style = sum(np.mean([float(losses.gram_distance(out[n][i:i + 1], losses.gram_matrix(styles[n][j:j + 1])))
+                         for i, j in enumerate(index)]) for n in ("relu1_1", "relu2_1"))
+    assert float(parts["style"]) == pytest.approx(0.5 * style, rel=1e-3)
+    content = float(losses.content_distance(out["relu4_2"], photos["relu4_2"]))
+    assert float(parts["content"]) == pytest.approx(content, rel=1e-3)

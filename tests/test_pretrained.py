@@ -11,8 +11,8 @@ from test_cli import ROOT
 SHIPPED = sorted((ROOT / "pretrained").glob("*.keras"))
 
 
-def test_at_least_four_styles_ship():
-    assert {"wave", "udnie", "the_scream", "la_muse"} <= {path.stem for path in SHIPPED}
+def test_at_least_five_styles_ship():
+    assert {"wave", "udnie", "the_scream", "la_muse", "candy"} <= {path.stem for path in SHIPPED}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)

@@ -61,6 +61,8 @@ class TrainConfig:
     styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
     styles_per_batch_min: int = 4             # then each batch mixes min..max styles (<= batch_size)
     styles_per_batch_max: int = 8
+    # The MetaNet's variables learn at learning_rate x this (the transform's own layers at learning_rate).
+    metanet_learning_rate_scale: float = 1.0
     # Schedule.
     image_size: int = 256
     # Photos are scaled so their shorter side is this before the random `image_size` crop (default:
@@ -250,6 +252,8 @@ def _check_final_learning_rate(config, fail):
 
 
 def _check_metanet_values(config, fail):
+    if config.metanet_learning_rate_scale <= 0:
+        fail(f"metanet_learning_rate_scale must be positive, got {config.metanet_learning_rate_scale}")
     for key in ("steps_per_style", "styles_per_batch_min"):
         if getattr(config, key) < 1:
             fail(f"{key} must be at least 1, got {getattr(config, key)}")

@@ -1,4 +1,10 @@
-"""`Adagrad2`: Adagrad that clips the MetaNet's gradients differently from everything else's.
+"""Optimisers for the MetaNet, which treat its variables (`norm_val`) as a group of their own.
+
+`Adagrad2` clips the MetaNet's gradients differently from everything else's; `MetaAdam` is Adam.
+Both can also scale the group's learning rate (`norm_learning_rate_scale`): one step on a MetaNet
+weight moves a generated kernel for every style at once, by up to the sum of the hidden units that
+weight reads (they are all non-negative, so Adam's steps add up), far more than the same step moves
+a transform network's own kernel.
 
 The MetaNet writes the weights of the transform network, so a large gradient step on it changes
 every convolution at once; the Keras MetaNet port found training only converged when those
@@ -24,8 +30,46 @@ def variable_path(variable):
     return path[:-2] if path.endswith(":0") else path
 
 
+class _MetaNetGroup:
+    """Mixin for a Keras optimiser: the `norm_val` group and its learning-rate scale."""
+
+    def _init_group(self, norm_val, norm_learning_rate_scale):
+        if norm_learning_rate_scale <= 0:
+            raise ValueError(f"norm_learning_rate_scale must be positive, got {norm_learning_rate_scale}")
+        self.norm_val = [p if isinstance(p, str) else variable_path(p) for p in norm_val]
+        self.norm_learning_rate_scale = float(norm_learning_rate_scale)
+
+    def in_norm_group(self, variable):
+        path = variable_path(variable)
+        return any(path.startswith(prefix) for prefix in self.norm_val)
+
+    def build(self, variables):
+        super().build(variables)
+        # update_step may see the backend's variables rather than these; their index is shared.
+        self._norm_group_indices = {self._get_variable_index(v) for v in variables if self.in_norm_group(v)}
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._get_variable_index(variable) in self._norm_group_indices:
+            learning_rate = learning_rate * self.norm_learning_rate_scale
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "norm_val": list(self.norm_val),
+                "norm_learning_rate_scale": self.norm_learning_rate_scale}
+
+
 @register
-class Adagrad2(keras.optimizers.Adagrad):
+class MetaAdam(_MetaNetGroup, keras.optimizers.Adam):
+    """Adam whose `norm_val` variables (the MetaNet's) learn at `norm_learning_rate_scale` times the
+    learning rate. `norm_val` is as in `Adagrad2`."""
+
+    def __init__(self, learning_rate=0.001, norm_val=(), norm_learning_rate_scale=1.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self._init_group(norm_val, norm_learning_rate_scale)
+
+
+@register
+class Adagrad2(_MetaNetGroup, keras.optimizers.Adagrad):
     """Adagrad with per-group gradient clipping.
 
     Variables in `norm_val` (the MetaNet's) have each gradient clipped to norm `clipnorm` (per
@@ -39,11 +83,12 @@ class Adagrad2(keras.optimizers.Adagrad):
     are accepted and stored as their paths, so the config stays a list of strings.
 
     Unlike the Keras base class, clipnorm and clipvalue may both be set (they apply in that order);
-    `global_clipnorm` and gradient accumulation are not supported.
+    `global_clipnorm` and gradient accumulation are not supported. The group's learning rate is
+    `norm_learning_rate_scale` times the rest's (1: the port's Adagrad2).
     """
 
     def __init__(self, learning_rate=0.001, norm_val=(), clipnorm=None, clipvalue=None,
-                 clipvalue2=10.0, **kwargs):
+                 clipvalue2=10.0, norm_learning_rate_scale=1.0, **kwargs):
         if kwargs.get("global_clipnorm") is not None:
             raise ValueError("Adagrad2 clips per variable group; global_clipnorm is not supported")
         if kwargs.get("gradient_accumulation_steps"):
@@ -53,11 +98,7 @@ class Adagrad2(keras.optimizers.Adagrad):
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.clipvalue2 = clipvalue2
-        self.norm_val = [p if isinstance(p, str) else variable_path(p) for p in norm_val]
-
-    def in_norm_group(self, variable):
-        path = variable_path(variable)
-        return any(path.startswith(prefix) for prefix in self.norm_val)
+        self._init_group(norm_val, norm_learning_rate_scale)
 
     def _clip_gradient(self, gradient, variable):
         if gradient is None:
@@ -79,15 +120,22 @@ class Adagrad2(keras.optimizers.Adagrad):
         return grads  # already clipped per group in _backend_apply_gradients
 
     def get_config(self):
-        return {**super().get_config(), "norm_val": list(self.norm_val), "clipvalue2": self.clipvalue2}
+        return {**super().get_config(), "clipvalue2": self.clipvalue2}
 
 
 def adagrad2_for(config, task, learning_rate=None, clipnorm=PORT_CLIPNORM, clipvalue=PORT_CLIPVALUE,
                  clipvalue2=PORT_CLIPVALUE2):
     """The Adagrad2 a MetaNet training task uses: `learning_rate` (default `config.learning_rate`;
-    a schedule works too), and the MetaNet's
-    variables (the tight-clip group) from `task.metanet_variable_names()`, an iterable of variable
-    paths or path prefixes (see `keras_style.metanet.metanet_variable_names`).
+    a schedule works too), the MetaNet's variables (the tight-clip group) from
+    `task.metanet_variable_names()`, an iterable of variable paths or path prefixes (see
+    `keras_style.metanet.metanet_variable_names`), and `config.metanet_learning_rate_scale`.
     """
     return Adagrad2(learning_rate=learning_rate or config.learning_rate, norm_val=list(task.metanet_variable_names()),
-                    clipnorm=clipnorm, clipvalue=clipvalue, clipvalue2=clipvalue2)
+                    clipnorm=clipnorm, clipvalue=clipvalue, clipvalue2=clipvalue2,
+                    norm_learning_rate_scale=config.metanet_learning_rate_scale)
+
+
+def meta_adam_for(config, task, learning_rate=None):
+    """The `MetaAdam` of a MetaNet training task, as `adagrad2_for` (no clipping)."""
+    return MetaAdam(learning_rate=learning_rate or config.learning_rate, norm_val=list(task.metanet_variable_names()),
+                    norm_learning_rate_scale=config.metanet_learning_rate_scale)

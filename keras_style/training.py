@@ -4,7 +4,7 @@ A *task* supplies what is particular to a method: the trainable `model`, a `data
 (a tf.data pipeline of batches; `start_step` lets a resumed run continue a schedule), the
 `losses(batch)` (a dict of float32 scalars with a "total"), `preview()` images for TensorBoard,
 `export(path)` and `steps_per_epoch()`; optionally `extra_scalars()` for TensorBoard and, for
-`Adagrad2`, `metanet_variable_names()`. Everything else (this file) is shared by the per-style and
+the MetaNet optimisers, `metanet_variable_names()`. Everything else (this file) is shared by the per-style and
 MetaNet trainers.
 """
 import hashlib
@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_style import data, distribute, images, losses, metanet
+from keras_style import data, distribute, images, losses, metanet, optimizers
 from keras_style.config import describe, fetch_style_image
 from keras_style.errors import UserError
 from keras_style.progress import Progress
@@ -199,9 +199,9 @@ def learning_rate(config, task):
 
 
 def make_optimizer(config, task):
-    if config.optimizer == "adagrad2":
-        from keras_style.optimizers import adagrad2_for
-        return adagrad2_for(config, task, learning_rate(config, task))
+    if config.method == "metanet":
+        make = optimizers.adagrad2_for if config.optimizer == "adagrad2" else optimizers.meta_adam_for
+        return make(config, task, learning_rate(config, task))
     return keras.optimizers.Adam(learning_rate=learning_rate(config, task))
 
 

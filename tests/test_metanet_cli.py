@@ -205,6 +205,7 @@ def metanet_config(tmp_path, extra, batch_size=8):
     ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
+    ("style_data: styles\nmetanet_learning_rate_scale: 0\n", "metanet_learning_rate_scale must be positive"),
 ])
 def test_metanet_config_errors(tmp_path, monkeypatch, extra, fragment):
     monkeypatch.chdir(tmp_path)
@@ -217,6 +218,7 @@ def test_metanet_config_defaults_and_transform_only_options(tmp_path, monkeypatc
     config = load_config(metanet_config(tmp_path, "style_data: styles\n"))
     assert (config.steps_per_style, config.styles_before_batching) == (20, 30)
     assert (config.styles_per_batch_min, config.styles_per_batch_max) == (4, 8)
+    assert config.metanet_learning_rate_scale == 1.0
     (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
                                     "optimizer: adagrad2\n")
     with pytest.raises(ConfigError, match="adagrad2"):
@@ -265,6 +267,28 @@ def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch):
     parts, applied = step(batch)
     assert bool(applied) and np.isfinite(float(parts["total"]))
     assert any(not np.array_equal(b, np.array(v)) for b, v in zip(before, trainer.variables))
+
+
+def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypatch):
+    """Adam on the MetaNet's variables at learning_rate x metanet_learning_rate_scale, the rest at
+    learning_rate: a first Adam step moves every weight by about its rate."""
+    from keras_style import data, optimizers, training
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
+    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nbase: 2\n"
+                                        "residual_width: 2\nresidual_blocks: 1\nstyle_layers: [relu1_2]\n"
+                                        "learning_rate: 0.01\nmetanet_learning_rate_scale: 0.1\n"))
+    task = training.MetaNetTask(config, data.SkippedFiles())
+    trainer = training.Trainer(config, task, training.make_optimizer(config, task))
+    assert isinstance(trainer.optimizer, optimizers.MetaAdam)
+    before = [np.array(v) for v in trainer.variables]
+    dataset = task.dataset()
+    trainer.compiled_step(dataset)(next(iter(dataset)))
+    in_metanet = {id(v) for v in task.metanet.trainable_variables}
+    for start, v in zip(before, trainer.variables):
+        moved = np.abs(np.array(v) - start).max()
+        expected = 0.001 if id(v) in in_metanet else 0.01
+        assert moved == pytest.approx(expected, rel=0.05), v.path
 
 
 def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Adagrad2 against Adagrad written out in NumPy."""
+"""Adagrad2 against Adagrad written out in NumPy; MetaAdam against Adam."""
 from types import SimpleNamespace
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_style.optimizers import Adagrad2, adagrad2_for
+from keras_style.optimizers import Adagrad2, MetaAdam, adagrad2_for, meta_adam_for
 
 LR, ACC0, EPS = 0.1, 0.1, 1e-7  # Keras Adagrad's initial accumulator and epsilon
 
@@ -88,15 +88,39 @@ def test_works_inside_tf_function_on_a_model():
         np.testing.assert_allclose(v.numpy(), expected, rtol=1e-5, atol=1e-7)
 
 
+def test_group_learning_rate_scale():
+    """Each group steps like its own optimiser at its own rate (Adagrad2 with no clip biting, and
+    MetaAdam), eagerly and inside a tf.function."""
+    for make, plain in ((lambda scale: Adagrad2(LR, ["metanet_"], clipvalue2=None, norm_learning_rate_scale=scale),
+                         keras.optimizers.Adagrad),
+                        (lambda scale: MetaAdam(LR, ["metanet_"], norm_learning_rate_scale=scale),
+                         keras.optimizers.Adam)):
+        for compiled in (False, True):
+            meta, other = variables()
+            twin_meta, twin_other = variables()
+            opt, slow, fast = make(0.25), plain(learning_rate=LR * 0.25), plain(learning_rate=LR)
+            opt.build([meta, other])
+            apply = (lambda grads: opt.apply(grads, [meta, other]))
+            apply = tf.function(apply) if compiled else apply
+            for step in range(3):
+                grads = [g * (step + 1) for g in GRADS]
+                apply(grads)
+                slow.apply(grads[:1], [twin_meta])
+                fast.apply(grads[1:], [twin_other])
+            np.testing.assert_allclose(meta.numpy(), twin_meta.numpy(), rtol=1e-6)
+            np.testing.assert_allclose(other.numpy(), twin_other.numpy(), rtol=1e-6)
+
+
 def test_config_round_trip():
-    opt = Adagrad2(learning_rate=0.01, norm_val=["metanet_a/kernel", "metanet_b"], clipnorm=2.0,
-                   clipvalue=5.0, clipvalue2=3.0, name="ada2")
-    config = opt.get_config()
-    assert config["norm_val"] == ["metanet_a/kernel", "metanet_b"]
-    clone = Adagrad2.from_config(config)
-    assert clone.get_config() == config
-    restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
-    assert isinstance(restored, Adagrad2) and restored.get_config() == config
+    for opt in (Adagrad2(learning_rate=0.01, norm_val=["metanet_a/kernel", "metanet_b"], clipnorm=2.0,
+                         clipvalue=5.0, clipvalue2=3.0, norm_learning_rate_scale=0.5, name="ada2"),
+                MetaAdam(learning_rate=0.01, norm_val=["metanet_a/kernel"], norm_learning_rate_scale=0.1)):
+        config = opt.get_config()
+        assert config["norm_val"] == list(opt.norm_val)
+        clone = opt.__class__.from_config(config)
+        assert clone.get_config() == config
+        restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+        assert isinstance(restored, opt.__class__) and restored.get_config() == config
 
 
 def test_unsupported_options_are_refused():
@@ -104,11 +128,17 @@ def test_unsupported_options_are_refused():
         Adagrad2(global_clipnorm=1.0)
     with pytest.raises(ValueError, match="gradient_accumulation"):
         Adagrad2(gradient_accumulation_steps=2)
+    with pytest.raises(ValueError, match="norm_learning_rate_scale"):
+        MetaAdam(norm_learning_rate_scale=0.0)
 
 
 def test_adagrad2_for_a_task():
     task = SimpleNamespace(metanet_variable_names=lambda: ("metanet_x/kernel", "metanet_x/bias"))
-    opt = adagrad2_for(SimpleNamespace(learning_rate=3e-4), task)
+    config = SimpleNamespace(learning_rate=3e-4, metanet_learning_rate_scale=0.1)
+    opt = adagrad2_for(config, task)
     assert opt.norm_val == ["metanet_x/kernel", "metanet_x/bias"]
     assert float(opt.learning_rate) == pytest.approx(3e-4)
     assert (opt.clipnorm, opt.clipvalue, opt.clipvalue2) == (2.0, 5.0, 2.0)
+    assert opt.norm_learning_rate_scale == 0.1
+    adam = meta_adam_for(config, task)
+    assert isinstance(adam, MetaAdam) and adam.norm_val == opt.norm_val and adam.norm_learning_rate_scale == 0.1

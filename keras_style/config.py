@@ -208,6 +208,8 @@ def _check_values(config, source):
         fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
     if config.optimizer == "adagrad2" and config.method != "metanet":
         fail("optimizer adagrad2 clips the MetaNet's gradients; it is for method metanet (use adam)")
+    if config.metanet_learning_rate_scale != 1.0 and config.method != "metanet":
+        fail("metanet_learning_rate_scale is for method metanet (a per-style network has no MetaNet)")
     if config.distribute not in DISTRIBUTE:
         fail(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {config.distribute!r}")
     if not config.naming or "/" in config.naming or config.naming.startswith("."):

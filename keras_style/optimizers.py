@@ -10,7 +10,7 @@ The MetaNet writes the weights of the transform network, so a large gradient ste
 every convolution at once; the Keras MetaNet port found training only converged when those
 gradients were held tightly (by norm and by value) while the transform network's own layers got a
 looser elementwise clip. Keras 3 applies one clip to all variables (`_clip_gradients` sees no
-variables), so this optimizer clips in `_backend_apply_gradients`, where gradients and variables
+variables), so Adagrad2 clips in `_backend_apply_gradients`, where gradients and variables
 are still paired, and turns the base class's clipping off.
 """
 import keras

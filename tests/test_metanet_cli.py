@@ -224,6 +224,10 @@ def test_metanet_config_defaults_and_transform_only_options(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="adagrad2"):
         load_config(tmp_path / "t.yml")
     (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
+                                    "metanet_learning_rate_scale: 0.1\n")
+    with pytest.raises(ConfigError, match="metanet_learning_rate_scale is for method metanet"):
+        load_config(tmp_path / "t.yml")
+    (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
                                     "style_data: styles\n")
     with pytest.raises(ConfigError, match="style_data is for method metanet"):
         load_config(tmp_path / "t.yml")

@@ -130,12 +130,16 @@ def adagrad2_for(config, task, learning_rate=None, clipnorm=PORT_CLIPNORM, clipv
     `task.metanet_variable_names()`, an iterable of variable paths or path prefixes (see
     `keras_style.metanet.metanet_variable_names`), and `config.metanet_learning_rate_scale`.
     """
-    return Adagrad2(learning_rate=learning_rate or config.learning_rate, norm_val=list(task.metanet_variable_names()),
-                    clipnorm=clipnorm, clipvalue=clipvalue, clipvalue2=clipvalue2,
-                    norm_learning_rate_scale=config.metanet_learning_rate_scale)
+    return Adagrad2(**_group_arguments(config, task, learning_rate), clipnorm=clipnorm, clipvalue=clipvalue,
+                    clipvalue2=clipvalue2)
 
 
 def meta_adam_for(config, task, learning_rate=None):
     """The `MetaAdam` of a MetaNet training task, as `adagrad2_for` (no clipping)."""
-    return MetaAdam(learning_rate=learning_rate or config.learning_rate, norm_val=list(task.metanet_variable_names()),
-                    norm_learning_rate_scale=config.metanet_learning_rate_scale)
+    return MetaAdam(**_group_arguments(config, task, learning_rate))
+
+
+def _group_arguments(config, task, learning_rate):
+    return {"learning_rate": learning_rate or config.learning_rate,
+            "norm_val": list(task.metanet_variable_names()),
+            "norm_learning_rate_scale": config.metanet_learning_rate_scale}

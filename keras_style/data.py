@@ -1,4 +1,5 @@
-"""tf.data input pipelines: folders of photos (or style images) -> batches of random square crops.
+"""tf.data input pipelines: folders of photos -> batches of random square crops; folders of style
+images -> the MetaNet's schedule of styles (ids and small views).
 
 Files are decoded by `images.load_image` inside the pipeline, so training reads exactly what
 `eval.py` reads (CMYK, 16-bit, EXIF rotation...). Unreadable files are skipped with a warning and
@@ -59,26 +60,35 @@ def _decoder(shorter_side, skipped):
 
 def _decoded_images(files, shorter_side, seed, skipped):
     """An endless, shuffled stream of the readable images of `files`, uint8, shorter side scaled."""
+    return _indexed_images(files, shorter_side, seed, skipped).map(_image_only)
+
+
+def _indexed_images(files, shorter_side, seed, skipped):
+    """As `_decoded_images`, each image paired with its position in `files`: (index, image)."""
     decode = _decoder(shorter_side, skipped)
 
-    def load(path):
+    def load(index, path):
         array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
         array.set_shape([None, None, 3])
         ok.set_shape([])
-        return array, ok
+        return index, array, ok
 
-    dataset = tf.data.Dataset.from_tensor_slices(list(files))
+    dataset = tf.data.Dataset.from_tensor_slices((tf.range(len(files)), list(files)))
     dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     # Deterministic order: the same seed gives the same batches on every worker and every run.
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.filter(_is_readable).map(_image_only)
+    return dataset.filter(_is_readable).map(_without_flag)
 
 
-def _is_readable(array, ok):
+def _is_readable(index, array, ok):
     return ok
 
 
-def _image_only(array, ok):
+def _without_flag(index, array, ok):
+    return index, array
+
+
+def _image_only(index, array):
     return array
 
 
@@ -103,57 +113,52 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def style_schedule(files, image_size, batch_size, steps_per_style, styles_before_batching,
-                   styles_per_batch, encode_side, seed=0, skipped=None, start_step=0, shorter_side=None):
-    """The styles of each MetaNet training step: endless dicts of `styles`, (S, image_size,
-    image_size, 3) float32 random crops of S style images (the loss's targets), `style_views`, (S,
-    encode_side, encode_side, 3), the same images whole, scaled down to a centre square (what the
-    MetaNet reads: a small view keeps encoding a style cheap), and `style_index`, (batch_size,)
-    int32, which style each photo of the batch gets. Style images are first scaled so their shorter
-    side is `shorter_side` (default: `image_size`), the scale the photos are seen at.
+def style_schedule(files, batch_size, steps_per_style, styles_before_batching, styles_per_batch,
+                   encode_side, seed=0, skipped=None, start_step=0):
+    """The styles of each MetaNet training step: endless dicts of `style_ids`, (S,) int32 positions
+    in `files` of the S styles of the step (the trainer looks up their loss targets, computed once
+    from the whole images), `style_views`, (S, encode_side, encode_side, 3) float32, those images
+    scaled down to a centre square (what the MetaNet reads: a small view keeps encoding a style
+    cheap), and `style_index`, (batch_size,) int32, which of the S styles each photo gets.
 
-    The Keras port's schedule: first one style at a time, a fresh crop of the same image for
-    `steps_per_style` steps, until `styles_before_batching` styles have been seen; from then on every
-    step mixes S styles, S drawn uniformly from `styles_per_batch` = (low, high), each photo assigned
-    one of them at random (every one used once at least; so S <= batch_size). `start_step` resumes
-    the schedule (a resumed run does not repeat the single-style phase).
+    The Keras port's schedule: first one style at a time for `steps_per_style` steps, until
+    `styles_before_batching` styles have been seen; from then on every step mixes S styles, S drawn
+    uniformly from `styles_per_batch` = (low, high), each photo assigned one of them at random
+    (every one used once at least; so S <= batch_size). `start_step` resumes the schedule (a
+    resumed run does not repeat the single-style phase).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
-    shorter_side = shorter_side or image_size
     single_steps = max(0, styles_before_batching * steps_per_style - start_step)
-    singles = _decoded_images(files, shorter_side, seed, skipped).take(-(-single_steps // steps_per_style))
-    singles = singles.flat_map(lambda array: tf.data.Dataset.from_tensors(array).repeat(steps_per_style))
-    singles = _style_views(singles.take(single_steps), image_size, encode_side, seed + 2).map(
-        lambda crop, view: {"styles": crop[None], "style_views": view[None],
+    singles = _style_views(_indexed_images(files, encode_side, seed, skipped), encode_side)
+    singles = singles.take(-(-single_steps // steps_per_style)).flat_map(
+        lambda ids, views: tf.data.Dataset.from_tensors((ids, views)).repeat(steps_per_style))
+    singles = singles.take(single_steps).map(
+        lambda ids, views: {"style_ids": ids[None], "style_views": views[None],
                             "style_index": tf.zeros([batch_size], tf.int32)})
 
     low, high = styles_per_batch
-    groups = _style_views(_decoded_images(files, shorter_side, seed + 1, skipped), image_size, encode_side,
-                          seed + 3)
+    groups = _style_views(_indexed_images(files, encode_side, seed + 1, skipped), encode_side)
     groups = groups.batch(high, drop_remainder=True)
 
     def mix(group, draw):
         # `high` styles are decoded per step and the first `count` kept: simpler than batches of
         # varying size, and decoding is cheap beside a training step.
-        crops, views = group
+        ids, views = group
         count = tf.random.stateless_uniform([], tf.stack([draw, 0]), low, high + 1, dtype=tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([batch_size], tf.stack([draw, 1])))
-        return {"styles": crops[:count], "style_views": views[:count],
+        return {"style_ids": ids[:count], "style_views": views[:count],
                 "style_index": tf.gather(tf.range(batch_size) % count, order)}
 
     mixed = tf.data.Dataset.zip((groups, tf.data.Dataset.random(seed=seed))).map(mix)
     return singles.concatenate(mixed).prefetch(tf.data.AUTOTUNE)
 
 
-def _style_views(images_dataset, image_size, encode_side, seed):
-    """(random `image_size` crop, whole image as an `encode_side` centre square) per image."""
-    def views(array, crop_seed):
-        image = tf.cast(array, tf.float32)
-        crop = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
-        return crop, centre_square(image, encode_side)
+def _style_views(indexed_images, encode_side):
+    """(index, image) -> (index, the image as an `encode_side` centre square, float32)."""
+    def view(index, array):
+        return index, centre_square(tf.cast(array, tf.float32), encode_side)
 
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    return tf.data.Dataset.zip((images_dataset, seeds)).map(views, num_parallel_calls=tf.data.AUTOTUNE)
+    return indexed_images.map(view, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def centre_square(image, side):

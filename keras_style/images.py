@@ -51,11 +51,13 @@ def load_image(path, max_size=None):
     return array
 
 
-def load_style_image(path, max_size, min_side=16, label="style image"):
+def load_style_image(path, max_size, min_side=16, label="style image", verbose=True):
     """A style image at most `max_size` on its longer side and at least `min_side` on its shorter
     one (Gram and mean/std statistics do not depend on size, so tiny images are simply enlarged and
-    huge ones shrunk, which also keeps memory bounded); says so when the size changes."""
+    huge ones shrunk, which also keeps memory bounded); says so when the size changes (`verbose`)."""
     array = enlarge_to_min_side(load_image(path, max_size=max_size), min_side)
+    if not verbose:
+        return array
     width, height = header_size(path)
     if max(width, height) != max(array.shape[:2]) or min(width, height) != min(array.shape[:2]):
         print(f"{label} {path}: {width}x{height}, used at {array.shape[1]}x{array.shape[0]}")

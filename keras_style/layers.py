@@ -136,6 +136,27 @@ class MeanStd(keras.layers.Layer):
 
 
 @register
+class Standardize(keras.layers.Layer):
+    """(x - mean) / std per feature, with fixed (non-trainable) `mean` and `std` weights.
+
+    Set them with `set_weights([mean, std])` from data, before training; they are saved with the
+    model and its checkpoints like any weight. Until then it is the identity. Runs in float32
+    whatever the policy (a difference of two large bfloat16 numbers keeps few significant bits).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+
+    def build(self, shape):
+        features = (shape[-1],)
+        self.mean = self.add_weight(name="mean", shape=features, initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=features, initializer="ones", trainable=False)
+
+    def call(self, x):
+        return (ops.cast(x, "float32") - self.mean) / self.std
+
+
+@register
 class DynamicConv2D(keras.layers.Layer):
     """A 'valid' convolution whose kernel and bias come from an input, not from weights of its own.
 

@@ -18,10 +18,11 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from keras_style.layers import (CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
-                                ReflectionPad2D)
+                                ReflectionPad2D, Standardize)
 from keras_style.losses import mean_std
 from keras_style.transform import conv_block
 
@@ -35,6 +36,7 @@ ENCODE_SIDE = 128
 # Shrinks the MetaNet's outputs so the generated kernels start small and move slowly (Keras port).
 OUTPUT_SCALE = 1e-4
 PREFIX = "metanet_"
+STANDARDISE_NAME = f"{PREFIX}stats_standardise"
 ENCODER_NAME = "style_encoder"
 TRANSFORM_NAME = "meta_transform"
 
@@ -209,8 +211,9 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
                   cnn_filters=(64, 64, 256), dropout=(0.05, 0.1), name="metanet"):
     """[style statistics (B, style_features), style image (B, H, W, 3) in [0, 255]] -> params (B, P).
 
-    Two views of the style: the VGG mean/std statistics (input 1), and the mean/std of a small CNN
-    of its own on the image scaled by 1/15 (input 2; no normalisation inside, which would erase the
+    Two views of the style: the VGG mean/std statistics (input 1), standardised per feature with
+    fixed statistics of the training styles (see `fit_statistics_normalization`), and the mean/std
+    of a small CNN of its own on the image scaled by 1/15 (input 2; no normalisation inside, which would erase the
     statistics it is there to measure). Hidden units shared by all layers (relu on input 1, sigmoid
     and relu on input 2) join each dynamic layer's own group of the same three kinds, and a linear
     Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and concatenated in layout
@@ -218,14 +221,15 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     """
     stats = keras.Input((style_features,), name="style_stats")
     style = keras.Input((None, None, 3), name="style")
+    standardised = Standardize(name=STANDARDISE_NAME)(stats)
     x = layers.Rescaling(1 / 15, name=f"{PREFIX}scale")(style)
     for i, (filters, size) in enumerate(zip(cnn_filters, (9, 3, 3))):
         x = conv_block(x, filters, size, strides=1 if i == 0 else 2, norm=False, name=f"{PREFIX}cnn{i + 1}")
     cnn = MeanStd(name=f"{PREFIX}cnn_stats")(x)
-    shared = _hidden(stats, cnn, shared_units, dropout[0], f"{PREFIX}shared")
+    shared = _hidden(standardised, cnn, shared_units, dropout[0], f"{PREFIX}shared")
     outputs = []
     for slot in layout:
-        own = _hidden(stats, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
+        own = _hidden(standardised, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
         hidden = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
         for part, size in (("kernel", slot.kernel_size), ("bias", slot.bias_size)):
             y = layers.Dense(size, name=f"{PREFIX}{slot.name}_{part}")(hidden)
@@ -233,6 +237,21 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
                                             name=f"{PREFIX}{slot.name}_{part}_scale")(y))
     params = layers.Concatenate(dtype="float32", name=f"{PREFIX}params")(outputs)
     return keras.Model([stats, style], params, name=name)
+
+
+def fit_statistics_normalization(metanet, statistics, floor=0.01):
+    """Set the MetaNet's input standardisation from `statistics`, (N, style_features): the VGG
+    statistics of the training styles. Raw, they are all positive and of very different sizes (a
+    relu4_3 mean is hundreds of times a relu1_2 std), so every style looked alike to the first Dense
+    layers: the generated kernels of any two styles differed by 15-20% and the MetaNet learned one
+    network for all. Standard deviations are floored at `floor` x their median, so a feature that
+    barely varies over the training styles does not blow up an unseen style's small difference.
+    """
+    statistics = np.asarray(statistics, np.float64)
+    std = statistics.std(axis=0)
+    std = np.maximum(std, floor * np.median(std))
+    std[std == 0] = 1.0  # nothing varies (a single style): only centred
+    metanet.get_layer(STANDARDISE_NAME).set_weights([statistics.mean(axis=0), std])
 
 
 def _hidden(stats, cnn, units, rate, name):
@@ -301,7 +320,7 @@ def build_export_model(metanet, transform, vgg, style_layers=STYLE_FEATURE_LAYER
 def _recast(model, storage_dtype):
     """A copy of a flat functional model whose weighted layers use `storage_dtype`, others float32."""
     def clone(layer):
-        dtype = storage_dtype if layer.weights else "float32"
+        dtype = storage_dtype if layer.weights else "float32"  # (Standardize is always float32)
         return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
 
     copy = keras.models.clone_model(model, clone_function=clone)

@@ -37,6 +37,9 @@ class _PhotoTask:
         self.skipped = skipped
         self.files = data.list_image_files(config.train_data)
         self.vgg = build_vgg(vgg_layers, weights=config.loss_model_file)
+        # The photos only need a forward pass to the content layers; sharing the generated images'
+        # VGG call would also backpropagate through them (1.7x slower steps at 256 px).
+        self.content_vgg = build_vgg(config.content_layers, weights=config.loss_model_file)
         self.weights = losses.LossWeights(config.content_weight, config.style_weight, config.tv_weight)
         self.preview_photos = data.fixed_images(_preview_paths(config.val_images, self.files),
                                                 config.photo_side, preview_count, skipped)
@@ -55,9 +58,6 @@ class TransformTask(_PhotoTask):
 
     def __init__(self, config, skipped):
         super().__init__(config, skipped, config.content_layers + config.style_layers, PREVIEW_COUNT)
-        # The photos only need a forward pass to the content layers; sharing the generated images'
-        # VGG call would also backpropagate through them (1.7x slower steps at 256 px).
-        self.content_vgg = build_vgg(config.content_layers, weights=config.loss_model_file)
         self.model = build_transform_net(config.base, config.residual_blocks, config.residual_width)
         style = images.load_style_image(fetch_style_image(config.style_image), config.style_size)
         features = self.vgg(style[None])
@@ -103,50 +103,82 @@ class MetaNetTask(_PhotoTask):
         c = config
         super().__init__(c, skipped, c.content_layers + c.style_layers + metanet.STYLE_FEATURE_LAYERS,
                          PREVIEW_GRID)
-        self.style_files = data.list_image_files(c.style_data)
         self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks)
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg))
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
+        self.style_files, self.style_targets, statistics = self._read_styles(
+            data.list_image_files(c.style_data))
+        metanet.fit_statistics_normalization(self.metanet, statistics)
         self.preview_styles = data.fixed_images(_preview_paths(c.val_styles, self.style_files),
                                                 metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
 
+    def _read_styles(self, files):
+        """(readable files, their loss targets, their MetaNet input statistics), computed once.
+
+        The targets come from each whole style image at `style_size` on its longer side, as in the
+        per-style trainer and as `quality.py` measures, rather than from crops: a crop at the photos'
+        scale shows the brush strokes smaller than the painting does when judged. The statistics
+        (of the views the MetaNet reads) set its input standardisation.
+        """
+        kept, targets, statistics = [], [], []
+        progress = Progress(len(files), label="preparing style", log_seconds=10.0)
+        for i, path in enumerate(files):
+            try:
+                image = images.load_style_image(path, self.config.style_size, verbose=False)
+            except UserError as exc:
+                self.skipped.add(path, str(exc))
+                continue
+            kept.append(path)
+            targets.append(self._style_target(image[None]))
+            view = data.centre_square(image, metanet.ENCODE_SIDE)[None]
+            statistics.append(metanet.style_statistics(self.vgg(view))[0])
+            progress.update(i + 1)
+        progress.close()
+        if not kept:
+            raise UserError(f"{self.config.style_data}: none of its {len(files)} style images is readable")
+        stacked = {n: tuple(np.stack([t[n][k] for t in targets]) for k in range(len(targets[0][n])))
+                   for n in self.config.style_layers}
+        return kept, stacked, np.stack(statistics)
+
+    def _style_target(self, image):
+        """Per style layer, the style's Gram matrix (`distances`) or channel (mean, std) (`squared`)."""
+        features = self.vgg(image)
+        if self.config.loss_form == "distances":
+            return {n: (losses.gram_matrix(features[n])[0].numpy(),) for n in self.config.style_layers}
+        return {n: tuple(t[0].numpy() for t in losses.mean_std(features[n])) for n in self.config.style_layers}
+
     def dataset(self, start_step=0):
         c = self.config
-        styles = data.style_schedule(self.style_files, c.image_size, c.batch_size, c.steps_per_style,
-                                     c.styles_before_batching,
+        styles = data.style_schedule(self.style_files, c.batch_size, c.steps_per_style, c.styles_before_batching,
                                      (c.styles_per_batch_min, c.styles_per_batch_max), metanet.ENCODE_SIDE,
-                                     seed=c.seed, skipped=self.skipped, start_step=start_step,
-                                     shorter_side=c.photo_side)
+                                     seed=c.seed, skipped=self.skipped, start_step=start_step)
         return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
 
     def replica_share(self, batch, replica, replicas):
         """The replica's photos and their style indices; every replica gets all the styles."""
         return {"photos": distribute.replica_rows(batch["photos"], replica, replicas),
                 "style_index": distribute.replica_rows(batch["style_index"], replica, replicas),
-                "styles": batch["styles"], "style_views": batch["style_views"]}
+                "style_ids": batch["style_ids"], "style_views": batch["style_views"]}
 
     def metanet_variable_names(self):
         return metanet.metanet_variable_names(self.metanet)
 
     def losses(self, batch):
-        photos, styles, index = batch["photos"], batch["styles"], batch["style_index"]
-        count = tf.shape(photos)[0]
-        # One VGG pass gives the photos' content targets and the styles' targets; the MetaNet reads
-        # the small views of the styles, as it will when encoding a new style.
-        features = self.vgg(tf.concat([photos, styles], axis=0))
-        style_features = {n: f[count:] for n, f in features.items()}
+        photos, index = batch["photos"], batch["style_index"]
         params = self._encode(batch["style_views"], training=True)
         generated = self.transform([photos, tf.gather(params, index)], training=True)
-        content_targets = {n: features[n][:count] for n in self.config.content_layers}
-        layers = self.config.style_layers
+        content_targets = self.content_vgg(photos)
+        # Each photo's targets: those of its style (`style_ids` are positions in the style files).
+        photo_styles = tf.gather(batch["style_ids"], index)
+        targets = {n: tuple(tf.gather(t, photo_styles) for t in self.style_targets[n])
+                   for n in self.config.style_layers}
         if self.config.loss_form == "distances":
-            grams = {n: tf.gather(losses.gram_matrix(style_features[n]), index) for n in layers}
-            return losses.perceptual_loss(generated, self.vgg(generated), content_targets, grams,
-                                          self.weights, distances=True)
-        style_stats = {n: tuple(tf.gather(t, index) for t in losses.mean_std(style_features[n])) for n in layers}
-        return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets,
-                                               style_stats, self.weights)
+            return losses.perceptual_loss(generated, self.vgg(generated), content_targets,
+                                          {n: gram for n, (gram,) in targets.items()}, self.weights,
+                                          distances=True)
+        return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets, targets,
+                                               self.weights)
 
     def _encode(self, style_views, training=False):
         return self.metanet([metanet.style_statistics(self.vgg(style_views)), style_views], training=training)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_style.layers import (CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D,
+from keras_style.layers import (CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, Standardize,
                                 VGGPreprocess)
 
 
@@ -117,6 +117,25 @@ def test_vgg_preprocess_rgb_to_bgr_minus_means():
                                atol=1e-3)
 
 
+def test_standardize_is_the_identity_until_set_then_matches_numpy():
+    x = images((4, 3), seed=5, scale=100.0)
+    layer = Standardize()
+    np.testing.assert_array_equal(run(layer, x), x)
+    mean, std = np.array([10.0, -5.0, 300.0], np.float32), np.array([2.0, 0.5, 40.0], np.float32)
+    layer.set_weights([mean, std])
+    np.testing.assert_allclose(run(layer, x), (x - mean) / std, rtol=1e-6)
+
+
+def test_standardize_stays_float32_under_mixed_bfloat16(bfloat16_policy):
+    # 1000.5 - 1000 in bfloat16 would be 0 (8 significant bits)
+    layer = Standardize()
+    layer.build((None, 1))
+    layer.set_weights([np.array([1000.0], np.float32), np.array([0.25], np.float32)])
+    out = layer(np.array([[1000.5]], np.float32))
+    assert layer.compute_dtype == "float32" and out.dtype == "float32"
+    np.testing.assert_allclose(ops.convert_to_numpy(out), [[2.0]])
+
+
 def _model_and_input(name):
     x = images((2, 6, 5, 3), seed=3)
     inp = keras.Input((None, None, 3))
@@ -131,6 +150,10 @@ def _model_and_input(name):
     elif name == "PadToMultiple":
         layer = PadToMultiple(4, name="layer")
         out = layer(inp)
+    elif name == "Standardize":
+        layer = Standardize(name="layer")
+        out = layer(inp)
+        layer.set_weights([np.array([1.0, -2.0, 3.0], np.float32), np.array([0.5, 2.0, 4.0], np.float32)])
     elif name == "CropLike":
         layer = CropLike(name="layer")
         out = layer([PadToMultiple(4)(inp), inp])
@@ -141,7 +164,7 @@ def _model_and_input(name):
 
 
 @pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "PadToMultiple",
-                                  "CropLike", "VGGPreprocess"])
+                                  "CropLike", "VGGPreprocess", "Standardize"])
 def test_layer_survives_keras_save_and_load(tmp_path, name):
     model, layer, x = _model_and_input(name)
     before = ops.convert_to_numpy(model(x))
@@ -155,7 +178,7 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 
 
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
-                                   PadToMultiple(8), CropLike(), VGGPreprocess()])
+                                   PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize()])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()

@@ -296,14 +296,14 @@ def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypat
 
 
 def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatch):
-    from keras_style import data, losses, training
+    from keras_style import data, images, losses, training
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
     config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nloss_form: distances\n"
                                         "styles_per_batch_min: 2\nstyles_per_batch_max: 2\n"
                                         "styles_before_batching: 0\nbase: 2\nresidual_width: 2\n"
                                         "residual_blocks: 1\nstyle_layers: [relu1_1, relu2_1]\n"
-                                        "style_weight: 0.5\n", batch_size=3))
+                                        "style_weight: 0.5\nstyle_size: 32\n", batch_size=3))
     Image.new("RGB", (40, 30), (250, 20, 20)).save(tmp_path / "styles" / "red.png")
     task = training.MetaNetTask(config, data.SkippedFiles())
     batch = next(iter(task.dataset()))
@@ -314,10 +314,12 @@ def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatc
     def features(x):
         return {n: np.asarray(f) for n, f in task.vgg(tf.constant(x)).items()}
 
-    out, photos, styles = features(generated), features(batch["photos"]), features(batch["styles"])
-    index = np.asarray(batch["style_index"])
-    style = sum(np.mean([float(losses.gram_distance(out[n][i:i + 1], losses.gram_matrix(styles[n][j:j + 1])))
-                         for i, j in enumerate(index)]) for n in ("relu1_1", "relu2_1"))
+    # Each photo's target is its style's whole image at style_size on the longer side.
+    wholes = [features(images.load_style_image(path, config.style_size)[None]) for path in task.style_files]
+    out, photos = features(generated), features(batch["photos"])
+    ids = np.asarray(batch["style_ids"])[np.asarray(batch["style_index"])]
+    style = sum(np.mean([float(losses.gram_distance(out[n][i:i + 1], losses.gram_matrix(wholes[j][n])))
+                         for i, j in enumerate(ids)]) for n in ("relu1_1", "relu2_1"))
     assert float(parts["style"]) == pytest.approx(0.5 * style, rel=1e-3)
     content = float(losses.content_distance(out["relu4_2"], photos["relu4_2"]))
     assert float(parts["content"]) == pytest.approx(content, rel=1e-3)

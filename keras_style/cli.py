@@ -260,9 +260,10 @@ def _stylizer(model, path, args):
         return stylizer
     vectors = []
     for style in args.style_image:
-        image = images.load_style_image(style, 4 * stylize.STYLE_SIDE)
+        image = images.load_style_image(style, 4 * stylize.STYLE_SIDE, verbose=False)
         vector, seconds = stylize.timed(stylizer.encode, image)
-        print(f"encoded style {style} ({seconds:.3f} s)")
+        print(f"encoded style {style} (read at {stylize.STYLE_SIDE} px on its shorter side, as in "
+              f"training; {seconds:.3f} s)")
         vectors.append(vector)
     stylizer.use_style(vectors, "+".join(Path(s).stem for s in args.style_image), args.style_weights)
     return stylizer

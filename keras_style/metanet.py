@@ -35,6 +35,11 @@ STYLE_FEATURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 ENCODE_SIDE = 128
 # Shrinks the MetaNet's outputs so the generated kernels start small and move slowly (Keras port).
 OUTPUT_SCALE = 1e-4
+# The instance norms after the dynamic convolutions. The usual 1e-5 would dwarf the variance of
+# their input while the generated kernels are small (about 4e-5 each at initialisation: a variance
+# near 1e-7), leaving the residual blocks near the identity and the kernels' scale far from
+# irrelevant; 1e-12 keeps the norms scale-free from the first step.
+DYNAMIC_NORM_EPSILON = 1e-12
 PREFIX = "metanet_"
 STANDARDISE_NAME = f"{PREFIX}stats_standardise"
 ENCODER_NAME = "style_encoder"
@@ -152,7 +157,7 @@ def _dynamic_block(x, params, spec, slot, norm):
     x = DynamicConv2D(spec.filters, 3, strides=spec.strides, offset=slot.offset,
                       name=spec.layer_name)([x, params])
     if norm:
-        x = InstanceNormalization(name=f"{spec.block}_norm")(x)
+        x = InstanceNormalization(epsilon=DYNAMIC_NORM_EPSILON, name=f"{spec.block}_norm")(x)
     if spec.relu:
         x = layers.ReLU(name=f"{spec.block}_relu")(x)
     return x

@@ -87,6 +87,8 @@ def plain_network(transform, layout, params):
     x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
     x = keras.layers.Rescaling(127.5, offset=127.5)(x)
     model = keras.Model(photo, transform.get_layer("crop")([x, photo]))
+    for slot in layout:  # the norms after the dynamic convolutions have their own epsilon
+        model.get_layer(slot.name.replace("_conv", "_norm")).epsilon = mn.DYNAMIC_NORM_EPSILON
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -97,6 +99,16 @@ def plain_network(transform, layout, params):
         else:
             layer.set_weights(transform.get_layer(layer.name).get_weights())
     return model
+
+
+def test_only_the_direction_of_the_generated_weights_matters(parts):
+    """Instance norms follow every dynamic convolution: parameters as small as an untrained
+    MetaNet's (about 4e-5) give the same image as the same parameters a thousand times larger."""
+    vgg, transform, layout, metanet, encoder = parts
+    photos = images(2, 20, 24, 4)
+    params = tf.random.normal((1, layout.size), stddev=4e-5, seed=3)
+    small, large = transform([photos, params]), transform([photos, params * 1000.0])
+    np.testing.assert_allclose(small, large, rtol=1e-3, atol=0.05)
 
 
 @pytest.mark.parametrize("source", ["metanet", "random"])
@@ -177,10 +189,11 @@ def test_keras_file_holds_both_halves(parts, tmp_path):
     small_encoder, _ = mn.metanet_halves(small)
     params, want = np.asarray(small_encoder(style)), np.asarray(encoder(style))
     np.testing.assert_allclose(params, want, rtol=0.02, atol=0.02 * np.abs(want).max())
-    # bfloat16 keeps 8 significant bits. Untrained, the generated kernels are so small that the
-    # instance norms' epsilon dominates and the images follow the parameters' rounding linearly.
+    # bfloat16 keeps 8 significant bits: parameters within 2%, and the images of this untrained,
+    # random transform (far more sensitive to its kernels than a trained one) within 1% of their
+    # range on average
     difference = np.abs(np.asarray(small([photos, style])) - expected)
-    assert difference.max() < 0.03 * np.ptp(expected)
+    assert difference.mean() < 0.01 * np.ptp(expected) and difference.max() < 0.08 * np.ptp(expected)
 
 
 def test_builds_and_runs_under_mixed_bfloat16():

@@ -24,8 +24,35 @@ def parts():
     # training styles of different contrast, so the standardisation has a spread to work with
     styles = images(3, 24, 24, 1) * tf.constant([0.2, 0.6, 1.0])[:, None, None, None]
     mn.fit_statistics_normalization(metanet, mn.style_statistics(vgg(styles)))
+    _make_style_dependent(metanet, layout)
     encoder = mn.build_style_encoder(metanet, vgg)
     return vgg, transform, layout, metanet, encoder
+
+
+def _output_layers(metanet, layout):
+    return [metanet.get_layer(f"{mn.PREFIX}{slot.name}_{part}") for slot in layout for part in ("kernel", "bias")]
+
+
+def _make_style_dependent(metanet, layout):
+    """Untrained, the MetaNet gives every style the same parameters (its output weights start at
+    zero); random output weights stand in for trained ones."""
+    rng = np.random.default_rng(2)
+    for layer in _output_layers(metanet, layout):
+        weights, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0.0, 0.05, weights.shape).astype(np.float32), bias])
+
+
+def test_untrained_metanet_gives_every_style_one_random_network():
+    vgg = build_vgg(mn.STYLE_FEATURE_LAYERS, weights="random")
+    layout = mn.transform_layout(BASE, WIDTH, BLOCKS)
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
+    styles = images(2, 24, 24, 5)
+    params = np.asarray(mn.build_style_encoder(metanet, vgg)(styles))
+    np.testing.assert_array_equal(params[0], params[1])
+    for slot in layout:
+        kernel = params[0, slot.offset:slot.offset + slot.kernel_size]
+        assert 1e-5 < kernel.std() < 1e-4 and abs(kernel.mean()) < kernel.std()
+        np.testing.assert_array_equal(params[0, slot.offset + slot.kernel_size:slot.end], 0.0)
 
 
 def images(count, height, width, seed):

@@ -39,8 +39,11 @@ def signalled_training(tmp_path, signal_number, after_step, timeout=300):
     or later: (work folder, run folder, the process)."""
     work, run_dir = tiny_work(tmp_path, steps=10_000)
     env = {**os.environ, "KERAS_STYLE_VGG19": "random", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Ctrl-C as a terminal delivers it, even when the tests run in the background (whose children
+    # inherit an ignored SIGINT, and Python then never turns it into KeyboardInterrupt).
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-c", "tiny.yml"], cwd=work,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while not any(s >= after_step for s in saved_steps(run_dir)):
         if process.poll() is not None:

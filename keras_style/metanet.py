@@ -218,8 +218,8 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
 
     Two views of the style: the VGG mean/std statistics (input 1), standardised per feature with
     fixed statistics of the training styles (see `fit_statistics_normalization`), and the mean/std
-    of a small CNN of its own on the image scaled by 1/15 (input 2; no normalisation inside, which would erase the
-    statistics it is there to measure). Hidden units shared by all layers (relu on input 1, sigmoid
+    of a small CNN of its own on the image scaled by 1/15 (input 2; no normalisation inside, which
+    would erase the statistics it is there to measure). Hidden units shared by all layers (relu on input 1, sigmoid
     and relu on input 2) join each dynamic layer's own group of the same three kinds, and a linear
     Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and concatenated in layout
     order. Defaults follow the Keras port.

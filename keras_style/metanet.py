@@ -219,10 +219,10 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     Two views of the style: the VGG mean/std statistics (input 1), standardised per feature with
     fixed statistics of the training styles (see `fit_statistics_normalization`), and the mean/std
     of a small CNN of its own on the image scaled by 1/15 (input 2; no normalisation inside, which
-    would erase the statistics it is there to measure). Hidden units shared by all layers (relu on input 1, sigmoid
-    and relu on input 2) join each dynamic layer's own group of the same three kinds, and a linear
-    Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and concatenated in layout
-    order. Defaults follow the Keras port.
+    would erase the statistics it is there to measure). Hidden units shared by all layers (relu on
+    input 1, sigmoid and relu on input 2) join each dynamic layer's own group of the same three
+    kinds, and a linear Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and
+    concatenated in layout order. Defaults follow the Keras port.
     """
     stats = keras.Input((style_features,), name="style_stats")
     style = keras.Input((None, None, 3), name="style")
@@ -238,11 +238,20 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
         hidden = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
         for part, size in (("kernel", slot.kernel_size), ("bias", slot.bias_size)):
             y = layers.Dense(size, kernel_initializer="zeros", bias_initializer=_start_value(part),
-                             name=f"{PREFIX}{slot.name}_{part}")(hidden)
+                             name=_output_name(slot, part))(hidden)
             outputs.append(layers.Rescaling(OUTPUT_SCALE, dtype="float32",
-                                            name=f"{PREFIX}{slot.name}_{part}_scale")(y))
+                                            name=f"{_output_name(slot, part)}_scale")(y))
     params = layers.Concatenate(dtype="float32", name=f"{PREFIX}params")(outputs)
     return keras.Model([stats, style], params, name=name)
+
+
+def output_layers(metanet, layout):
+    """The MetaNet's linear output layers, a kernel's and a bias's per dynamic layer, in layout order."""
+    return [metanet.get_layer(_output_name(slot, part)) for slot in layout for part in ("kernel", "bias")]
+
+
+def _output_name(slot, part):
+    return f"{PREFIX}{slot.name}_{part}"
 
 
 def _start_value(part):

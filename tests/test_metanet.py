@@ -29,20 +29,17 @@ def parts():
     return vgg, transform, layout, metanet, encoder
 
 
-def _output_layers(metanet, layout):
-    return [metanet.get_layer(f"{mn.PREFIX}{slot.name}_{part}") for slot in layout for part in ("kernel", "bias")]
-
-
 def _make_style_dependent(metanet, layout):
     """Untrained, the MetaNet gives every style the same parameters (its output weights start at
     zero); random output weights stand in for trained ones."""
     rng = np.random.default_rng(2)
-    for layer in _output_layers(metanet, layout):
+    for layer in mn.output_layers(metanet, layout):
         weights, bias = layer.get_weights()
         layer.set_weights([rng.normal(0.0, 0.05, weights.shape).astype(np.float32), bias])
 
 
 def test_untrained_metanet_gives_every_style_one_random_network():
+    keras.utils.set_random_seed(1)  # it runs before `parts` is built, whose weights it would vary
     vgg = build_vgg(mn.STYLE_FEATURE_LAYERS, weights="random")
     layout = mn.transform_layout(BASE, WIDTH, BLOCKS)
     metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
@@ -217,11 +214,12 @@ def test_keras_file_holds_both_halves(parts, tmp_path):
     params, want = np.asarray(small_encoder(style)), np.asarray(encoder(style))
     error = np.abs(params - want)  # relative to the vector's scale: single sums may cancel
     assert error.mean() < 0.05 * np.abs(want).mean() and error.max() < 0.1 * np.abs(want).max()
-    # bfloat16 keeps 8 significant bits: parameters within 2%, and the images of this random
-    # transform within 1% of their range on average (a trained MetaNet's, at step 1000 of
-    # conf/metanet.yml on real styles and photos: 0.25-0.5 levels of 255 on average)
+    # bfloat16 keeps 8 significant bits: parameters within 5% on average. How much that moves the
+    # images depends on the random networks: over ten seeds of `parts`, 0.3-1.4% of their range on
+    # average and 2-8% at most, hence bounds at twice the worst (a trained MetaNet's, at step 1000 of
+    # conf/metanet.yml on real styles and photos: 0.25-0.5 levels of 255 on average).
     difference = np.abs(np.asarray(small([photos, style])) - expected)
-    assert difference.mean() < 0.01 * np.ptp(expected) and difference.max() < 0.08 * np.ptp(expected)
+    assert difference.mean() < 0.03 * np.ptp(expected) and difference.max() < 0.16 * np.ptp(expected)
 
 
 def test_builds_and_runs_under_mixed_bfloat16():

@@ -57,6 +57,7 @@ class TrainConfig:
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
     style_data: Optional[str] = None          # folder of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
+    style_variants: int = 0                   # extra training styles made from each (data.style_variants)
     steps_per_style: int = 20                 # single-style phase: steps on each style
     styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
     styles_per_batch_min: int = 4             # then each batch mixes min..max styles (<= batch_size)
@@ -259,8 +260,9 @@ def _check_metanet_values(config, fail):
     for key in ("steps_per_style", "styles_per_batch_min"):
         if getattr(config, key) < 1:
             fail(f"{key} must be at least 1, got {getattr(config, key)}")
-    if config.styles_before_batching < 0:
-        fail(f"styles_before_batching must not be negative, got {config.styles_before_batching}")
+    for key in ("styles_before_batching", "style_variants"):
+        if getattr(config, key) < 0:
+            fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.styles_per_batch_max < config.styles_per_batch_min:
         fail(f"styles_per_batch_max ({config.styles_per_batch_max}) is below styles_per_batch_min "
              f"({config.styles_per_batch_min})")

@@ -1,5 +1,5 @@
-"""tf.data input pipelines: folders of photos -> batches of random square crops; folders of style
-images -> the MetaNet's schedule of styles (ids and small views).
+"""tf.data input pipelines: folders of photos -> batches of random square crops; the MetaNet's
+schedule of styles (which prepared styles each step trains on) and variants of style images.
 
 Files are decoded by `images.load_image` inside the pipeline, so training reads exactly what
 `eval.py` reads (CMYK, 16-bit, EXIF rotation...). Unreadable files are skipped with a warning and
@@ -60,35 +60,27 @@ def _decoder(shorter_side, skipped):
 
 def _decoded_images(files, shorter_side, seed, skipped):
     """An endless, shuffled stream of the readable images of `files`, uint8, shorter side scaled."""
-    return _indexed_images(files, shorter_side, seed, skipped).map(_image_only)
-
-
-def _indexed_images(files, shorter_side, seed, skipped):
-    """As `_decoded_images`, each image paired with its position in `files`: (index, image)."""
     decode = _decoder(shorter_side, skipped)
 
-    def load(index, path):
+    def load(path):
         array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
         array.set_shape([None, None, 3])
         ok.set_shape([])
-        return index, array, ok
+        return array, ok
 
-    dataset = tf.data.Dataset.from_tensor_slices((tf.range(len(files)), list(files)))
+    dataset = tf.data.Dataset.from_tensor_slices(list(files))
     dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     # Deterministic order: the same seed gives the same batches on every worker and every run.
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.filter(_is_readable).map(_without_flag)
 
 
-def _is_readable(index, array, ok):
+# Named, not lambdas: AutoGraph cannot read two lambdas on one line.
+def _is_readable(array, ok):
     return ok
 
 
-def _without_flag(index, array, ok):
-    return index, array
-
-
-def _image_only(index, array):
+def _without_flag(array, ok):
     return array
 
 
@@ -113,13 +105,11 @@ def image_crops(files, image_size, batch_size, seed=0, skipped=None, shorter_sid
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def style_schedule(files, batch_size, steps_per_style, styles_before_batching, styles_per_batch,
-                   encode_side, seed=0, skipped=None, start_step=0):
-    """The styles of each MetaNet training step: endless dicts of `style_ids`, (S,) int32 positions
-    in `files` of the S styles of the step (the trainer looks up their loss targets, computed once
-    from the whole images), `style_views`, (S, encode_side, encode_side, 3) float32, those images
-    scaled down to a centre square (what the MetaNet reads: a small view keeps encoding a style
-    cheap), and `style_index`, (batch_size,) int32, which of the S styles each photo gets.
+def style_schedule(style_count, batch_size, steps_per_style, styles_before_batching, styles_per_batch,
+                   seed=0, start_step=0):
+    """The styles of each MetaNet training step, as positions among `style_count` prepared styles
+    (the trainer holds their views and loss targets): endless dicts of `style_ids`, (S,) int32, the
+    S styles of the step, and `style_index`, (batch_size,) int32, which of them each photo gets.
 
     The Keras port's schedule: first one style at a time for `steps_per_style` steps, until
     `styles_before_batching` styles have been seen; from then on every step mixes S styles, S drawn
@@ -127,38 +117,47 @@ def style_schedule(files, batch_size, steps_per_style, styles_before_batching, s
     (every one used once at least; so S <= batch_size). `start_step` resumes the schedule (a
     resumed run does not repeat the single-style phase).
     """
-    skipped = skipped if skipped is not None else SkippedFiles()
     single_steps = max(0, styles_before_batching * steps_per_style - start_step)
-    singles = _style_views(_indexed_images(files, encode_side, seed, skipped), encode_side)
-    singles = singles.take(-(-single_steps // steps_per_style)).flat_map(
-        lambda ids, views: tf.data.Dataset.from_tensors((ids, views)).repeat(steps_per_style))
+    singles = _shuffled_ids(style_count, seed).take(-(-single_steps // steps_per_style))
+    singles = singles.flat_map(lambda i: tf.data.Dataset.from_tensors(i).repeat(steps_per_style))
     singles = singles.take(single_steps).map(
-        lambda ids, views: {"style_ids": ids[None], "style_views": views[None],
-                            "style_index": tf.zeros([batch_size], tf.int32)})
+        lambda i: {"style_ids": i[None], "style_index": tf.zeros([batch_size], tf.int32)})
 
     low, high = styles_per_batch
-    groups = _style_views(_indexed_images(files, encode_side, seed + 1, skipped), encode_side)
-    groups = groups.batch(high, drop_remainder=True)
 
-    def mix(group, draw):
-        # `high` styles are decoded per step and the first `count` kept: simpler than batches of
-        # varying size, and decoding is cheap beside a training step.
-        ids, views = group
+    def mix(ids, draw):
         count = tf.random.stateless_uniform([], tf.stack([draw, 0]), low, high + 1, dtype=tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([batch_size], tf.stack([draw, 1])))
-        return {"style_ids": ids[:count], "style_views": views[:count],
-                "style_index": tf.gather(tf.range(batch_size) % count, order)}
+        return {"style_ids": ids[:count], "style_index": tf.gather(tf.range(batch_size) % count, order)}
 
+    # Fewer styles than `high` repeat within a group; a repeat is just the same style twice.
+    groups = _shuffled_ids(style_count, seed + 1).batch(high, drop_remainder=True)
     mixed = tf.data.Dataset.zip((groups, tf.data.Dataset.random(seed=seed))).map(mix)
     return singles.concatenate(mixed).prefetch(tf.data.AUTOTUNE)
 
 
-def _style_views(indexed_images, encode_side):
-    """(index, image) -> (index, the image as an `encode_side` centre square, float32)."""
-    def view(index, array):
-        return index, centre_square(tf.cast(array, tf.float32), encode_side)
+def _shuffled_ids(count, seed):
+    ids = tf.data.Dataset.range(count).map(lambda i: tf.cast(i, tf.int32))
+    return ids.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
 
-    return indexed_images.map(view, num_parallel_calls=tf.data.AUTOTUNE)
+
+def style_variants(image, count, seed):
+    """`count` new styles made from one style image (uint8 or float, (H, W, 3)), float32: each a
+    random crop of 60-90% of its height and width, its hues turned by a random angle.
+
+    Meant to widen a small set of training paintings: a crop shows the same brush strokes at the
+    same scale in other proportions, and turned hues give new palettes. Three per painting did
+    not help the unseen styles here (conf/metanet.yml says what was measured).
+    """
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    variants = []
+    for _ in range(count):
+        crop_h, crop_w = (np.array([height, width]) * rng.uniform(0.6, 0.9, 2)).astype(int)
+        top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
+        crop = np.asarray(image[top:top + crop_h, left:left + crop_w], np.float32)
+        variants.append(images.rotate_hue(crop, rng.uniform(30.0, 330.0)))
+    return variants
 
 
 def centre_square(image, side):

@@ -107,39 +107,48 @@ class MetaNetTask(_PhotoTask):
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg))
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
-        self.style_files, self.style_targets, statistics = self._read_styles(
+        self.style_files, self.style_views, self.style_targets = self._prepare_styles(
             data.list_image_files(c.style_data))
-        metanet.fit_statistics_normalization(self.metanet, statistics)
+        # The views are fixed, so are their VGG statistics: computed once, not in every step.
+        self.style_statistics = self._statistics(self.style_views)
+        metanet.fit_statistics_normalization(self.metanet, self.style_statistics)
         self.preview_styles = data.fixed_images(_preview_paths(c.val_styles, self.style_files),
                                                 metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
 
-    def _read_styles(self, files):
-        """(readable files, their loss targets, their MetaNet input statistics), computed once.
+    def _prepare_styles(self, files):
+        """(readable files, the views the MetaNet reads of every training style, their loss targets),
+        computed once. The training styles are each readable file and its `style_variants`.
 
         The targets come from each whole style image at `style_size` on its longer side, as in the
-        per-style trainer and as `quality.py` measures, rather than from crops: a crop at the photos'
-        scale shows the brush strokes smaller than the painting does when judged. The statistics
-        (of the views the MetaNet reads) set its input standardisation.
+        per-style trainer and as `quality.py` measures (a variant is cut from that image, so its
+        brush strokes keep their scale), rather than from crops at the photos' scale, which show
+        the strokes smaller than the painting does when judged.
         """
-        kept, targets, statistics = [], [], []
+        c = self.config
+        kept, views, targets = [], [], []
         progress = Progress(len(files), label="preparing style", log_seconds=10.0)
         for i, path in enumerate(files):
             try:
-                image = images.load_style_image(path, self.config.style_size, verbose=False)
+                image = images.load_style_image(path, c.style_size, verbose=False)
             except UserError as exc:
                 self.skipped.add(path, str(exc))
                 continue
             kept.append(path)
-            targets.append(self._style_target(image[None]))
-            view = data.centre_square(image, metanet.ENCODE_SIDE)[None]
-            statistics.append(metanet.style_statistics(self.vgg(view))[0])
+            for style in [image] + data.style_variants(image, c.style_variants, seed=(c.seed, i)):
+                targets.append(self._style_target(style[None]))
+                views.append(data.centre_square(np.asarray(style, np.float32), metanet.ENCODE_SIDE))
             progress.update(i + 1)
         progress.close()
         if not kept:
-            raise UserError(f"{self.config.style_data}: none of its {len(files)} style images is readable")
+            raise UserError(f"{c.style_data}: none of its {len(files)} style images is readable")
         stacked = {n: tuple(np.stack([t[n][k] for t in targets]) for k in range(len(targets[0][n])))
-                   for n in self.config.style_layers}
-        return kept, stacked, np.stack(statistics)
+                   for n in c.style_layers}
+        return kept, tf.stack(views), stacked
+
+    def _statistics(self, views, batch=16):
+        """The MetaNet's input statistics of `views`, which set its input standardisation."""
+        return np.concatenate([metanet.style_statistics(self.vgg(views[i:i + batch]))
+                               for i in range(0, len(views), batch)])
 
     def _style_target(self, image):
         """Per style layer, the style's Gram matrix (`distances`) or channel (mean, std) (`squared`)."""
@@ -150,26 +159,29 @@ class MetaNetTask(_PhotoTask):
 
     def dataset(self, start_step=0):
         c = self.config
-        styles = data.style_schedule(self.style_files, c.batch_size, c.steps_per_style, c.styles_before_batching,
-                                     (c.styles_per_batch_min, c.styles_per_batch_max), metanet.ENCODE_SIDE,
-                                     seed=c.seed, skipped=self.skipped, start_step=start_step)
+        styles = data.style_schedule(len(self.style_views), c.batch_size, c.steps_per_style,
+                                     c.styles_before_batching,
+                                     (c.styles_per_batch_min, c.styles_per_batch_max),
+                                     seed=c.seed, start_step=start_step)
         return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
 
     def replica_share(self, batch, replica, replicas):
         """The replica's photos and their style indices; every replica gets all the styles."""
         return {"photos": distribute.replica_rows(batch["photos"], replica, replicas),
                 "style_index": distribute.replica_rows(batch["style_index"], replica, replicas),
-                "style_ids": batch["style_ids"], "style_views": batch["style_views"]}
+                "style_ids": batch["style_ids"]}
 
     def metanet_variable_names(self):
         return metanet.metanet_variable_names(self.metanet)
 
     def losses(self, batch):
         photos, index = batch["photos"], batch["style_index"]
-        params = self._encode(batch["style_views"], training=True)
+        ids = batch["style_ids"]
+        params = self.metanet([tf.gather(self.style_statistics, ids), tf.gather(self.style_views, ids)],
+                              training=True)
         generated = self.transform([photos, tf.gather(params, index)], training=True)
         content_targets = self.content_vgg(photos)
-        # Each photo's targets: those of its style (`style_ids` are positions in the style files).
+        # Each photo's targets: those of its style (`style_ids` are positions among the prepared styles).
         photo_styles = tf.gather(batch["style_ids"], index)
         targets = {n: tuple(tf.gather(t, photo_styles) for t in self.style_targets[n])
                    for n in self.config.style_layers}

@@ -1,50 +1,60 @@
-"""The MetaNet's style schedule: style ids with small views of those images, the port's phases."""
+"""The MetaNet's style schedule (the port's phases), style variants, centre squares."""
 import numpy as np
-import pytest
-from PIL import Image
 
-from keras_style import data
+from keras_style import data, images
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
 
 
-@pytest.fixture
-def style_files(tmp_path):
-    files = []
-    for i, colour in enumerate(COLOURS):
-        path = tmp_path / f"style{i}.png"
-        Image.new("RGB", (40 + 10 * i, 70 - 10 * i), colour).save(path)
-        files.append(str(path))
-    return files
-
-
-def test_style_schedule_pairs_style_ids_with_views_of_the_same_image(style_files):
-    schedule = data.style_schedule(style_files, 4, steps_per_style=2, styles_before_batching=2,
-                                   styles_per_batch=(2, 3), encode_side=8, seed=1)
-    steps = list(schedule.take(10).as_numpy_iterator())
+def test_style_schedule_gives_one_style_at_a_time_then_mixes_them():
+    schedule = data.style_schedule(4, 4, steps_per_style=2, styles_before_batching=2,
+                                   styles_per_batch=(2, 3), seed=1)
+    steps = list(schedule.take(60).as_numpy_iterator())
     for step in steps[:4]:  # one style at a time, every photo on it
-        assert step["style_ids"].shape == (1,) and step["style_views"].shape == (1, 8, 8, 3)
-        assert (step["style_index"] == 0).all()
+        assert step["style_ids"].shape == (1,) and (step["style_index"] == 0).all()
     assert steps[0]["style_ids"] == steps[1]["style_ids"] != steps[2]["style_ids"] == steps[3]["style_ids"]
+    counts = set()
     for step in steps[4:]:
         count = len(step["style_ids"])
-        assert 2 <= count <= 3 and step["style_views"].shape == (count, 8, 8, 3)
-        assert sorted(set(step["style_index"])) == list(range(count))
-    for step in steps:
-        view_colours = step["style_views"].mean(axis=(1, 2))
-        np.testing.assert_allclose(view_colours, [COLOURS[i] for i in step["style_ids"]], atol=1.0)
+        counts.add(count)
+        assert 2 <= count <= 3 and sorted(set(step["style_index"])) == list(range(count))
+    assert counts == {2, 3}
+    ids = np.concatenate([step["style_ids"] for step in steps])
+    assert set(ids) == {0, 1, 2, 3}
 
 
-def test_style_schedule_leaves_out_unreadable_styles(style_files, tmp_path):
-    broken = tmp_path / "broken.jpg"
-    broken.write_text("not an image")
-    skipped = data.SkippedFiles()
-    schedule = data.style_schedule([str(broken)] + style_files, 4, steps_per_style=1,
-                                   styles_before_batching=0, styles_per_batch=(2, 2), encode_side=8,
-                                   skipped=skipped)
-    ids = np.concatenate([step["style_ids"] for step in schedule.take(8).as_numpy_iterator()])
-    assert 0 not in ids and set(ids) <= {1, 2, 3, 4}
-    assert skipped.count == 1
+def test_style_schedule_resumed_skips_the_single_style_phase():
+    schedule = data.style_schedule(4, 4, steps_per_style=2, styles_before_batching=2,
+                                   styles_per_batch=(2, 2), seed=1, start_step=3)
+    steps = list(schedule.take(3).as_numpy_iterator())
+    assert [len(step["style_ids"]) for step in steps] == [1, 2, 2]
+
+
+def test_style_variants_are_crops_of_the_image_with_turned_hues():
+    image = np.zeros((50, 80, 3), np.float32)
+    image[..., 0] = 200.0  # red
+    variants = data.style_variants(image, 3, seed=(0, 1))
+    assert len(variants) == 3
+    for variant in variants:
+        assert 30 <= variant.shape[0] <= 45 and 48 <= variant.shape[1] <= 72
+        assert np.isfinite(variant).all() and variant.min() >= 0 and variant.max() <= 255
+        colour = variant.mean(axis=(0, 1))
+        assert np.abs(colour - image[0, 0]).max() > 20  # no longer the same red
+    assert not np.allclose(variants[0].mean(axis=(0, 1)), variants[1].mean(axis=(0, 1)))
+    again = data.style_variants(image, 3, seed=(0, 1))
+    assert all(np.array_equal(a, b) for a, b in zip(variants, again))
+
+
+def test_rotate_hue_keeps_gray_and_a_full_turn():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(images.rotate_hue(image, 360.0), image, atol=0.01)
+    gray = np.full((2, 2, 3), 120.0, np.float32)
+    np.testing.assert_allclose(images.rotate_hue(gray, 97.0), gray, atol=0.01)
+    muted = image * 0.2 + 100  # little chroma: turned, it stays inside [0, 255] and nothing clips
+    turned = images.rotate_hue(muted, 90.0)
+    np.testing.assert_allclose(images.rgb_to_yuv(turned)[..., 0], images.rgb_to_yuv(muted)[..., 0],
+                               atol=1e-2)
 
 
 def test_centre_square_scales_the_shorter_side_then_crops_the_middle():

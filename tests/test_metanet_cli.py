@@ -191,6 +191,14 @@ def metanet_config(tmp_path, extra, batch_size=8):
     return tmp_path / "c.yml"
 
 
+def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
+    """A tiny MetaNet config loaded in `tmp_path`, with random VGG weights."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
+    return load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nbase: 2\n"
+                                      "residual_width: 2\nresidual_blocks: 1\n" + extra, batch_size))
+
+
 @pytest.mark.parametrize("extra, fragment", [
     ("", "style_data (a folder of style images) is required"),
     ("style_data: nowhere\n", "style_data nowhere: no such folder"),
@@ -203,6 +211,7 @@ def metanet_config(tmp_path, extra, batch_size=8):
     ("style_data: styles\nsteps_per_style: 0\n", "steps_per_style must be at least 1"),
     ("style_data: styles\nresidual_width: 0\n", "residual_width must be at least 1"),
     ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
+    ("style_data: styles\nstyle_variants: -2\n", "style_variants must not be negative"),
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
     ("style_data: styles\nmetanet_learning_rate_scale: 0\n", "metanet_learning_rate_scale must be positive"),
@@ -253,12 +262,8 @@ def test_shipped_metanet_config_is_valid(monkeypatch):
 def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch):
     """A batch whose loss is NaN changes no weight and is counted; a good one then trains."""
     from keras_style import data, training
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
-    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\n"
-                                        "styles_per_batch_min: 1\nstyles_per_batch_max: 2\n"
-                                        "base: 2\nresidual_width: 2\nresidual_blocks: 1\n"
-                                        "optimizer: adagrad2\nstyle_layers: [relu1_2]\n", batch_size=2))
+    config = tiny_metanet_config(tmp_path, monkeypatch, "styles_per_batch_min: 1\nstyles_per_batch_max: 2\n"
+                                 "optimizer: adagrad2\nstyle_layers: [relu1_2]\n", batch_size=2)
     task = training.MetaNetTask(config, data.SkippedFiles())
     trainer = training.Trainer(config, task, training.make_optimizer(config, task))
     dataset = task.dataset()
@@ -277,11 +282,8 @@ def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypat
     """Adam on the MetaNet's variables at learning_rate x metanet_learning_rate_scale, the rest at
     learning_rate: a first Adam step moves every weight by about its rate."""
     from keras_style import data, metanet, optimizers, training
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
-    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nbase: 2\n"
-                                        "residual_width: 2\nresidual_blocks: 1\nstyle_layers: [relu1_2]\n"
-                                        "learning_rate: 0.01\nmetanet_learning_rate_scale: 0.1\n"))
+    config = tiny_metanet_config(tmp_path, monkeypatch, "style_layers: [relu1_2]\nlearning_rate: 0.01\n"
+                                 "metanet_learning_rate_scale: 0.1\n")
     task = training.MetaNetTask(config, data.SkippedFiles())
     trainer = training.Trainer(config, task, training.make_optimizer(config, task))
     assert isinstance(trainer.optimizer, optimizers.MetaAdam)
@@ -290,8 +292,7 @@ def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypat
     trainer.compiled_step(dataset)(next(iter(dataset)))
     in_metanet = {id(v) for v in task.metanet.trainable_variables}
     layout = metanet.ParamLayout.of_model(task.transform)
-    outputs = {id(w) for slot in layout for part in ("kernel", "bias")
-               for w in task.metanet.get_layer(f"{metanet.PREFIX}{slot.name}_{part}").trainable_weights}
+    outputs = {id(w) for layer in metanet.output_layers(task.metanet, layout) for w in layer.trainable_weights}
     for start, v in zip(before, trainer.variables):
         moved = np.abs(np.array(v) - start).max()
         if id(v) in in_metanet and id(v) not in outputs:
@@ -303,13 +304,10 @@ def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypat
 
 def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatch):
     from keras_style import data, images, losses, training
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KERAS_STYLE_VGG19", "random")
-    config = load_config(metanet_config(tmp_path, "style_data: styles\nimage_size: 16\nloss_form: distances\n"
-                                        "styles_per_batch_min: 2\nstyles_per_batch_max: 2\n"
-                                        "styles_before_batching: 0\nbase: 2\nresidual_width: 2\n"
-                                        "residual_blocks: 1\nstyle_layers: [relu1_1, relu2_1]\n"
-                                        "style_weight: 0.5\nstyle_size: 32\n", batch_size=3))
+    config = tiny_metanet_config(tmp_path, monkeypatch, "loss_form: distances\nstyles_per_batch_min: 2\n"
+                                 "styles_per_batch_max: 2\nstyles_before_batching: 0\n"
+                                 "style_layers: [relu1_1, relu2_1]\nstyle_weight: 0.5\nstyle_size: 32\n",
+                                 batch_size=3)
     Image.new("RGB", (40, 30), (250, 20, 20)).save(tmp_path / "styles" / "red.png")
     task = training.MetaNetTask(config, data.SkippedFiles())
     batch = next(iter(task.dataset()))
@@ -329,3 +327,26 @@ def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatc
     assert float(parts["style"]) == pytest.approx(0.5 * style, rel=1e-3)
     content = float(losses.content_distance(out["relu4_2"], photos["relu4_2"]))
     assert float(parts["content"]) == pytest.approx(content, rel=1e-3)
+
+
+def test_style_variants_are_training_styles_with_their_own_views_and_targets(tmp_path, monkeypatch):
+    from keras_style import data, images, losses, metanet, training
+    config = tiny_metanet_config(tmp_path, monkeypatch, "loss_form: distances\nstyle_size: 32\n"
+                                 "style_layers: [relu1_1]\nstyle_variants: 2\nseed: 3\n"
+                                 "styles_before_batching: 0\n")
+    photo(tmp_path / "styles" / "t.jpg", (40, 28), seed=5)
+    task = training.MetaNetTask(config, data.SkippedFiles())
+    assert len(task.style_files) == 2 and task.style_views.shape == (6, metanet.ENCODE_SIDE, metanet.ENCODE_SIDE, 3)
+    grams = task.style_targets["relu1_1"][0]
+    for k, path in enumerate(task.style_files):
+        image = images.load_style_image(path, config.style_size)
+        styles = [image] + data.style_variants(image, 2, seed=(3, k))
+        for j, style in enumerate(styles):
+            expected = losses.gram_matrix(task.vgg(np.asarray(style, np.float32)[None])["relu1_1"])[0]
+            np.testing.assert_allclose(grams[3 * k + j], expected, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(task.style_views[3 * k + j],
+                                       data.centre_square(np.asarray(style, np.float32), metanet.ENCODE_SIDE),
+                                       atol=1e-3)
+    assert not np.allclose(grams[0], grams[1], rtol=0.05)
+    ids = np.concatenate([np.asarray(b["style_ids"]) for b in task.dataset().take(40)])
+    assert set(ids) == set(range(6))

@@ -42,8 +42,13 @@ def stylised(path):
 
 
 def assert_same_training(a, b):
-    # Gradients summed in another order differ in the last bits; three Adam steps keep that small.
-    np.testing.assert_allclose(stylised(a), stylised(b), atol=0.05)
+    # Gradients summed in another order differ in the last bits, and Adam moves a parameter whose
+    # gradient is only that noise by the full learning rate. Measured on an Intel Xeon (oneDNN):
+    # 0.03% of the images' range on average, 0.2% at most; training on half the batch, or with
+    # another seed, differs by 9-12% on average.
+    want = stylised(a)
+    difference = np.abs(stylised(b) - want)
+    assert difference.mean() < 0.001 * np.ptp(want) and difference.max() < 0.01 * np.ptp(want)
 
 
 def digests(stdout):

@@ -58,6 +58,7 @@ class TrainConfig:
     style_data: Optional[str] = None          # folder of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
     style_variants: int = 0                   # extra training styles made from each (data.style_variants)
+    kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)
     steps_per_style: int = 20                 # single-style phase: steps on each style
     styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
     styles_per_batch_min: int = 4             # then each batch mixes min..max styles (<= batch_size)
@@ -260,7 +261,7 @@ def _check_metanet_values(config, fail):
     for key in ("steps_per_style", "styles_per_batch_min"):
         if getattr(config, key) < 1:
             fail(f"{key} must be at least 1, got {getattr(config, key)}")
-    for key in ("styles_before_batching", "style_variants"):
+    for key in ("styles_before_batching", "style_variants", "kernel_rank"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.styles_per_batch_max < config.styles_per_batch_min:

@@ -213,7 +213,7 @@ def style_statistics(features, style_layers=STYLE_FEATURE_LAYERS):
 
 
 def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_units=(64, 32, 16),
-                  cnn_filters=(64, 64, 256), dropout=(0.05, 0.1), name="metanet"):
+                  cnn_filters=(64, 64, 256), dropout=(0.05, 0.1), kernel_rank=0, name="metanet"):
     """[style statistics (B, style_features), style image (B, H, W, 3) in [0, 255]] -> params (B, P).
 
     Two views of the style: the VGG mean/std statistics (input 1), standardised per feature with
@@ -223,6 +223,11 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     input 1, sigmoid and relu on input 2) join each dynamic layer's own group of the same three
     kinds, and a linear Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and
     concatenated in layout order. Defaults follow the Keras port.
+
+    `kernel_rank` > 0 makes each kernel's linear map low-rank: a linear Dense to that many units,
+    then the output Dense. The kernels' Denses are nearly all of a MetaNet's weights (hidden units x
+    kernel sizes): this keeps a wide transform's MetaNet small, and a few dozen training styles
+    span fewer directions than that anyway.
     """
     stats = keras.Input((style_features,), name="style_stats")
     style = keras.Input((None, None, 3), name="style")
@@ -237,8 +242,12 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
         own = _hidden(standardised, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
         hidden = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
         for part, size in (("kernel", slot.kernel_size), ("bias", slot.bias_size)):
+            reads = hidden
+            if part == "kernel" and kernel_rank:
+                reads = layers.Dense(kernel_rank, use_bias=False,
+                                     name=f"{_output_name(slot, part)}_low")(hidden)
             y = layers.Dense(size, kernel_initializer="zeros", bias_initializer=_start_value(part),
-                             name=_output_name(slot, part))(hidden)
+                             name=_output_name(slot, part))(reads)
             outputs.append(layers.Rescaling(OUTPUT_SCALE, dtype="float32",
                                             name=f"{_output_name(slot, part)}_scale")(y))
     params = layers.Concatenate(dtype="float32", name=f"{PREFIX}params")(outputs)

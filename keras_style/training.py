@@ -105,7 +105,7 @@ class MetaNetTask(_PhotoTask):
                          PREVIEW_GRID)
         self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks)
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
-                                             metanet.style_feature_size(self.vgg))
+                                             metanet.style_feature_size(self.vgg), kernel_rank=c.kernel_rank)
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
         self.style_files, self.style_views, self.style_targets = self._prepare_styles(
             data.list_image_files(c.style_data))

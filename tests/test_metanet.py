@@ -58,6 +58,22 @@ def images(count, height, width, seed):
     return tf.constant(rng.uniform(0, 255, (count, height, width, 3)), tf.float32)
 
 
+@pytest.mark.parametrize("rank", [0, 2])
+def test_kernel_rank_bounds_how_many_directions_the_styles_move_a_kernel(rank):
+    keras.utils.set_random_seed(4)
+    vgg = build_vgg(mn.STYLE_FEATURE_LAYERS, weights="random")
+    layout = mn.transform_layout(BASE, WIDTH, BLOCKS)
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), kernel_rank=rank, **SMALL)
+    _make_style_dependent(metanet, layout)
+    styles = images(5, 24, 24, 9) * tf.constant([0.2, 0.4, 0.6, 0.8, 1.0])[:, None, None, None]
+    params = np.asarray(mn.build_style_encoder(metanet, vgg)(styles), np.float64)
+    for slot, layer in zip(layout, mn.output_layers(metanet, layout)[::2]):
+        assert layer.kernel.shape == ((rank or layer.kernel.shape[0]), slot.kernel_size)
+        kernels = params[:, slot.offset:slot.offset + slot.kernel_size]
+        moves = kernels[1:] - kernels[0]  # four styles' differences from the first
+        assert np.linalg.matrix_rank(moves, tol=1e-3 * np.abs(moves).max()) == (rank or 4)
+
+
 def test_layout_is_contiguous_and_fills_the_vector(parts):
     vgg, transform, layout, metanet, encoder = parts
     assert layout == mn.transform_layout(BASE, WIDTH, BLOCKS)

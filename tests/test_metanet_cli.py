@@ -212,6 +212,7 @@ def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
     ("style_data: styles\nresidual_width: 0\n", "residual_width must be at least 1"),
     ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
     ("style_data: styles\nstyle_variants: -2\n", "style_variants must not be negative"),
+    ("style_data: styles\nkernel_rank: -1\n", "kernel_rank must not be negative"),
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
     ("style_data: styles\nmetanet_learning_rate_scale: 0\n", "metanet_learning_rate_scale must be positive"),

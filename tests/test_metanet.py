@@ -67,8 +67,9 @@ def test_kernel_rank_bounds_how_many_directions_the_styles_move_a_kernel(rank):
     _make_style_dependent(metanet, layout)
     styles = images(5, 24, 24, 9) * tf.constant([0.2, 0.4, 0.6, 0.8, 1.0])[:, None, None, None]
     params = np.asarray(mn.build_style_encoder(metanet, vgg)(styles), np.float64)
+    hidden_units = sum(SMALL["group_units"]) + sum(SMALL["shared_units"])
     for slot, layer in zip(layout, mn.output_layers(metanet, layout)[::2]):
-        assert layer.kernel.shape == ((rank or layer.kernel.shape[0]), slot.kernel_size)
+        assert layer.kernel.shape == (rank or hidden_units, slot.kernel_size)
         kernels = params[:, slot.offset:slot.offset + slot.kernel_size]
         moves = kernels[1:] - kernels[0]  # four styles' differences from the first
         assert np.linalg.matrix_rank(moves, tol=1e-3 * np.abs(moves).max()) == (rank or 4)

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_style.errors import UserError
 from keras_style.layers import VGGPreprocess
@@ -56,12 +57,28 @@ _base_models = {}
 def _load_vgg19(weights):
     if weights not in _base_models:
         try:
-            _base_models[weights] = keras.applications.VGG19(
-                include_top=False, input_shape=(None, None, 3),
-                weights=None if weights == RANDOM else weights)
+            model = keras.applications.VGG19(include_top=False, input_shape=(None, None, 3),
+                                             weights=None if weights == RANDOM else weights)
         except Exception as exc:
             raise UserError(_weights_help(weights, exc)) from None
+        if weights == RANDOM:
+            _set_fixed_random_weights(model)
+        _base_models[weights] = model
     return _base_models[weights]
+
+
+def _set_fixed_random_weights(model, seed=0):
+    """Glorot-uniform kernels and zero biases from a fixed seed. The random VGG is built once per
+    process, by whatever asks first under whatever random state that caller left: without this,
+    the same test would see other weights depending on which tests ran before it."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            receptive = np.prod(kernel.shape[:-2])
+            limit = np.sqrt(6.0 / (receptive * (kernel.shape[-2] + kernel.shape[-1])))
+            layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(kernel.dtype),
+                               np.zeros_like(bias)])
 
 
 def _weights_help(weights, exc):

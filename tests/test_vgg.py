@@ -123,6 +123,22 @@ def test_build_vgg_with_garbage_weights_file_is_user_error(tmp_path):
 
 # --- building (random weights) -------------------------------------------------------------------
 
+def test_random_weights_are_the_same_whatever_ran_before(monkeypatch):
+    """The random VGG is cached per process; its weights must not depend on the random state of
+    whichever test happened to build it first."""
+    built = []
+    for seed in (1, 2):
+        monkeypatch.setattr(vgg, "_base_models", {})
+        keras.utils.set_random_seed(seed)
+        built.append(vgg.build_vgg(["relu5_1"], weights=vgg.RANDOM).get_weights())
+    for first, second in zip(*built):
+        np.testing.assert_array_equal(first, second)
+    kernel, bias = built[0][:2]  # block1_conv1: Glorot uniform over 3x3x(3 + 64)
+    limit = np.sqrt(6 / (9 * (3 + 64)))
+    assert np.abs(kernel).max() <= limit and np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.1)
+    np.testing.assert_array_equal(bias, 0)
+
+
 def test_build_vgg_dict_of_requested_names_with_channel_counts():
     names = ["relu1_1", "conv2_1", "block3_conv1", "relu4_2", "relu5_1"]
     model = vgg.build_vgg(names, weights=vgg.RANDOM)

@@ -182,7 +182,7 @@ class MetaNetTask(_PhotoTask):
         generated = self.transform([photos, tf.gather(params, index)], training=True)
         content_targets = self.content_vgg(photos)
         # Each photo's targets: those of its style (`style_ids` are positions among the prepared styles).
-        photo_styles = tf.gather(batch["style_ids"], index)
+        photo_styles = tf.gather(ids, index)
         targets = {n: tuple(tf.gather(t, photo_styles) for t in self.style_targets[n])
                    for n in self.config.style_layers}
         if self.config.loss_form == "distances":

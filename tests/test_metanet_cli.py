@@ -293,7 +293,8 @@ def test_metanet_optimizer_scales_the_metanets_learning_rate(tmp_path, monkeypat
     trainer.compiled_step(dataset)(next(iter(dataset)))
     in_metanet = {id(v) for v in task.metanet.trainable_variables}
     layout = metanet.ParamLayout.of_model(task.transform)
-    outputs = {id(w) for layer in metanet.output_layers(task.metanet, layout) for w in layer.trainable_weights}
+    outputs = {id(w) for layer in metanet.output_layers(task.metanet, layout)
+               for w in layer.trainable_weights}
     for start, v in zip(before, trainer.variables):
         moved = np.abs(np.array(v) - start).max()
         if id(v) in in_metanet and id(v) not in outputs:
@@ -337,7 +338,8 @@ def test_style_variants_are_training_styles_with_their_own_views_and_targets(tmp
                                  "styles_before_batching: 0\n")
     photo(tmp_path / "styles" / "t.jpg", (40, 28), seed=5)
     task = training.MetaNetTask(config, data.SkippedFiles())
-    assert len(task.style_files) == 2 and task.style_views.shape == (6, metanet.ENCODE_SIDE, metanet.ENCODE_SIDE, 3)
+    side = metanet.ENCODE_SIDE
+    assert len(task.style_files) == 2 and task.style_views.shape == (6, side, side, 3)
     grams = task.style_targets["relu1_1"][0]
     for k, path in enumerate(task.style_files):
         image = images.load_style_image(path, config.style_size)

@@ -90,6 +90,10 @@ def build_eval_parser():
                         "res_[<model>+<style>]_[<image>].jpg for a MetaNet)")
     p.add_argument("--max_size", type=int, metavar="PX",
                    help="with --model_file: shrink photos so the longer side is at most PX")
+    p.add_argument("--precision", choices=("auto", "bfloat16", "float32"), default="auto",
+                   help="arithmetic of the networks (default auto: bfloat16 where the hardware has it "
+                        "natively, e.g. AVX-512 BF16, AMX or a GPU of compute capability 8.0+; "
+                        "float32 elsewhere, where bfloat16 is emulated and slower)")
     g = p.add_argument_group("optimisation (no --model_file)")
     g.add_argument("--iterations", type=int, default=100)
     g.add_argument("--image_size", type=int, default=512, metavar="PX",
@@ -108,8 +112,6 @@ def build_eval_parser():
                    help="keep the photo's colours (transfer luminance only)")
     g.add_argument("--save_every", type=int, default=0, metavar="N",
                    help="also write the image every N iterations")
-    g.add_argument("--precision", choices=("bfloat16", "float32"), default="bfloat16",
-                   help="loss-network precision (bfloat16 is ~2x faster on CPUs with AVX-512 BF16)")
     g.add_argument("--vgg_weights", metavar="H5",
                    help="VGG19 no-top weights file (default: $KERAS_STYLE_VGG19, "
                         "pretrained/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, then Keras' download)")
@@ -197,7 +199,7 @@ def _for_each_photo(photos, targets, work):
 
 
 def _eval_model(args, photos):
-    from keras_style import images, stylize
+    from keras_style import images, precision, stylize
     model_files = [Path(m) for m in args.model_file]
     if args.output and len(model_files) > 1 and Path(args.output).suffix:
         raise UserError(f"--output {args.output}: {len(model_files)} models need a folder")
@@ -205,7 +207,8 @@ def _eval_model(args, photos):
     protected += [Path(args.style_file)] if args.style_file else []
     if args.save_style:
         _check_save_style_path(Path(args.save_style), protected)
-    stylizers = [_stylizer(stylize.load_model(m), m, args) for m in model_files]
+    chosen = precision.chosen("stylising", args.precision)
+    stylizers = [_stylizer(stylize.in_precision(stylize.load_model(m), chosen), m, args) for m in model_files]
     if args.save_style and (len(stylizers) != 1 or not isinstance(stylizers[0], stylize.MetaNetStylizer)):
         raise UserError("--save_style needs exactly one --model_file, a MetaNet")
     if args.gallery:

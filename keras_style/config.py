@@ -83,7 +83,9 @@ class TrainConfig:
     log_every: int = 100
     save_every: int = 500
     seed: int = 0
-    mixed_precision: bool = False
+    # auto: bfloat16 arithmetic where the hardware has it natively, float32 elsewhere (precision.py);
+    # true / bfloat16 and false / float32 force one.
+    mixed_precision: str = "auto"
     distribute: str = "none"
     # Free text: how the shipped model was trained here (kept with the config, not used).
     notes: str = ""
@@ -166,6 +168,12 @@ _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _coerce(key, value, source):
+    if key == "mixed_precision":
+        from keras_style.precision import normalise_setting  # cheap: no TensorFlow import
+        try:
+            return normalise_setting(value, "mixed_precision")
+        except UserError as exc:
+            raise ConfigError(f"{source}: {exc} (or true / false)") from None
     kind = _FIELDS[key].type
     optional = kind.startswith("Optional[") if isinstance(kind, str) else False
     base = kind[len("Optional["):-1] if optional else kind

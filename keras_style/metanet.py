@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from keras_style import precision
 from keras_style.layers import (CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
                                 ReflectionPad2D, Standardize)
 from keras_style.losses import mean_std
@@ -354,11 +355,4 @@ def build_export_model(metanet, transform, vgg, style_layers=STYLE_FEATURE_LAYER
 
 def _recast(model, storage_dtype):
     """A copy of a flat functional model whose weighted layers use `storage_dtype`, others float32."""
-    def clone(layer):
-        dtype = storage_dtype if layer.weights else "float32"  # (Standardize is always float32)
-        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    copy.trainable = False
-    return copy
+    return precision.recast(model, lambda layer: storage_dtype if layer.weights else "float32")

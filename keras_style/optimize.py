@@ -11,7 +11,7 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from keras_style import images, losses
+from keras_style import images, losses, precision
 from keras_style.errors import UserError
 from keras_style.progress import Progress
 from keras_style.stylize import normalised_weights
@@ -32,7 +32,7 @@ class GatysOptions:
     init: str = "content"
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     style_layers: tuple = DEFAULT_STYLE_LAYERS
-    precision: str = "bfloat16"
+    precision: str = "auto"
     seed: int = 0
 
     def validate(self):
@@ -42,8 +42,7 @@ class GatysOptions:
             raise UserError(f"--optimizer must be lbfgs or adam, got {self.optimizer!r}")
         if self.init not in ("content", "noise"):
             raise UserError(f"--init must be content or noise, got {self.init!r}")
-        if self.precision not in ("bfloat16", "float32"):
-            raise UserError(f"--precision must be bfloat16 or float32, got {self.precision!r}")
+        precision.normalise_setting(self.precision, "--precision")
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must not be negative")
@@ -55,7 +54,7 @@ class GatysTransfer:
     def __init__(self, options, vgg_weights=None):
         options.validate()
         self.options = options
-        policy = "mixed_bfloat16" if options.precision == "bfloat16" else "float32"
+        policy = precision.chosen("optimisation", options.precision).policy
         self.vgg = build_vgg(list(options.content_layers) + list(options.style_layers),
                              weights=vgg_weights, dtype=policy)
         self.weights = losses.LossWeights(options.content_weight, options.style_weight,

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
-from keras_style import images
+from keras_style import images, precision
 from keras_style.errors import UserError
 from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
@@ -37,6 +37,15 @@ def load_model(path):
     except Exception as exc:  # zip, JSON and deserialisation errors all mean the same to a user
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a keras-style model file ({reason})") from None
+
+
+def in_precision(model, chosen):
+    """`model` as it should run for `chosen` (a `precision.Precision`): as saved (bfloat16 arithmetic
+    where the file allows it) for bfloat16; for float32, a copy computing everything in float32 (a
+    file saved with bfloat16 layers then runs at float32 speed on CPUs that only emulate bfloat16)."""
+    if chosen.is_bfloat16 or precision.runs_in_float32(model):
+        return model
+    return precision.recast(model, lambda layer: "float32")
 
 
 def is_metanet(model):

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_style import data, distribute, images, losses, metanet, optimizers
+from keras_style import data, distribute, images, losses, metanet, optimizers, precision
 from keras_style.config import describe, fetch_style_image
 from keras_style.errors import UserError
 from keras_style.progress import Progress
@@ -26,6 +26,7 @@ from keras_style.vgg import build_vgg
 
 PREVIEW_COUNT = 4
 PREVIEW_GRID = 3  # MetaNet previews: this many validation photos x this many validation styles
+EXPORT_POLICY = "mixed_bfloat16"
 NONFINITE_PATIENCE = 20  # consecutive skipped (non-finite) steps before training gives up
 
 
@@ -80,7 +81,8 @@ class TransformTask(_PhotoTask):
         return self.model(self.preview_photos, training=False)
 
     def export(self, path):
-        self.model.save(path)
+        c = self.config
+        _for_export(self.model, lambda: build_transform_net(c.base, c.residual_blocks, c.residual_width)).save(path)
 
 
 class _Trainables(keras.Model):
@@ -213,7 +215,22 @@ class MetaNetTask(_PhotoTask):
         return tf.concat(rows, axis=0)[None]
 
     def export(self, path):
-        metanet.build_export_model(self.metanet, self.transform, self.vgg).save(path)
+        c = self.config
+        transform = _for_export(self.transform, lambda: metanet.build_meta_transform(
+            c.base, c.residual_width, c.residual_blocks))
+        metanet.build_export_model(self.metanet, transform, self.vgg).save(path)
+
+
+def _for_export(model, build):
+    """`model` as it is saved: with bfloat16 arithmetic where it may (its weights float32) whatever
+    precision it was trained in, so that loading can pick what the hardware runs fastest
+    (`stylize.in_precision`). `build()` makes the same network under the current policy."""
+    if model.dtype_policy.name == EXPORT_POLICY:
+        return model
+    with precision.policy_scope(EXPORT_POLICY):
+        copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _with_photos(photos, styles):
@@ -460,8 +477,7 @@ def train(config):
     strategy = distribute.make_strategy(config.distribute)  # first: multi_worker starts a server
     distribute.check_batch_size(config.batch_size, strategy)
     keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.config.set_dtype_policy(precision.chosen("training", config.mixed_precision).policy)
     skipped = data.SkippedFiles()
     with strategy.scope():
         task = (MetaNetTask if config.method == "metanet" else TransformTask)(config, skipped)

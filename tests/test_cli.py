@@ -80,6 +80,23 @@ def test_eval_with_model_writes_default_output(trained):
     assert " s)" in result.stdout  # seconds per image
 
 
+def test_training_precision_is_announced_and_exports_run_in_either(trained, tmp_path):
+    """Whatever precision trained it, the file is saved with bfloat16 arithmetic where it may, and
+    `--precision float32` runs it in float32 to the same picture, bfloat16's rounding apart."""
+    work, result = trained
+    assert re.search(r"^precision: (bfloat16|float32) for training \(this CPU has", result.stdout, re.M)
+    photo(work / "prec" / "a.png", (36, 28), seed=4)
+    outputs = {}
+    for setting in ("bfloat16", "float32"):
+        out = tmp_path / f"{setting}.png"
+        ran = run("eval.py", "--model_file", "models/tiny/tiny.keras", "--image_file", "prec/a.png",
+                  "--precision", setting, "--output", out, cwd=work)
+        assert ran.returncode == 0, ran.stderr
+        assert f"precision: {setting} for stylising (as asked)" in ran.stdout
+        outputs[setting] = np.asarray(Image.open(out), np.float32)
+    assert np.abs(outputs["bfloat16"] - outputs["float32"]).mean() < 0.02 * 255
+
+
 def test_eval_max_size_and_tiny_photo(trained):
     work, _ = trained
     photo(work / "big.jpg", (80, 60))

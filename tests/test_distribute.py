@@ -16,7 +16,7 @@ from test_cli import ROOT, photo, run
 pytestmark = pytest.mark.slow
 
 CONFIG = ("style_image: style.png\nnaming: single\ntrain_data: photos\nimage_size: 32\nbatch_size: 4\n"
-          "max_steps: 3\nlog_every: 3\nsave_every: 3\nbase: 4\nresidual_blocks: 1\n"
+          "max_steps: 3\nlog_every: 1\nsave_every: 3\nbase: 4\nresidual_blocks: 1\n"
           "style_weight: 1.0e+5\nlearning_rate: 1.0e-2\nmixed_precision: false\n")
 
 # Two logical CPU devices must be configured before TensorFlow starts: a tiny launcher does that.
@@ -33,22 +33,33 @@ def env(**extra):
     return {**os.environ, "KERAS_STYLE_VGG19": "random", "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
-def stylised(path):
-    """What a trained model makes of a fixed photo: the comparison that matters (a convolution's
-    bias before instance normalisation gets no gradient, so Adam moves it by noise alone)."""
-    from keras_style.stylize import load_model
-    photo_pixels = np.random.default_rng(5).uniform(0, 255, (1, 40, 48, 3)).astype(np.float32)
-    return np.asarray(load_model(path)(photo_pixels))
+def logged_losses(run_dir):
+    """{step: loss/total} from a run's TensorBoard events."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+    losses = {}
+    for path in run_dir.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "loss/total":
+                    losses[event.step] = float(tf.make_ndarray(value.tensor))
+    return losses
 
 
-def assert_same_training(a, b):
-    # Gradients summed in another order differ in the last bits, and Adam moves a parameter whose
-    # gradient is only that noise by the full learning rate. Measured on an Intel Xeon (oneDNN):
-    # 0.03% of the images' range on average, 0.2% at most; training on half the batch, or with
-    # another seed, differs by 9-12% on average.
-    want = stylised(a)
-    difference = np.abs(stylised(b) - want)
-    assert difference.mean() < 0.001 * np.ptp(want) and difference.max() < 0.01 * np.ptp(want)
+def assert_same_training(single_dir, distributed_dir):
+    """What splitting a batch guarantees: the first step, taken from the same weights, sees the same
+    global batch, so its loss (averaged over replicas with the gradients, in one all-reduce) is the
+    single replica's up to float32 rounding. (Measured: 1e-7 relative on an AMD EPYC with AVX-512;
+    giving both replicas the same half of the batch changes it by 2.2%.) Once Adam steps, a parameter
+    whose gradient is only rounding noise (a convolution's bias before instance normalisation) moves
+    by the full rate in a direction that noise decides, so the weights of later steps are not
+    comparable across CPUs' kernels (images 0.03% apart on an Intel Xeon, 4% on an AVX2 AMD EPYC);
+    that the replicas agree with each other is what the weights digests check."""
+    single, distributed = logged_losses(single_dir), logged_losses(distributed_dir)
+    assert sorted(single) == sorted(distributed) == [1, 2, 3]
+    assert distributed[1] == pytest.approx(single[1], rel=1e-4)
+    assert all(np.isfinite(v) for v in distributed.values())
 
 
 def digests(stdout):
@@ -76,8 +87,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_replica(work):
     assert result.returncode == 0, result.stderr
     assert "steps 1..3, batch 4 split over 2 replicas" in result.stdout
     assert "on its 2 replica(s)" in result.stdout and "different weights" not in result.stderr
-    assert_same_training(work / "models" / "single" / "single.keras",
-                         work / "models" / "mirrored" / "mirrored.keras")
+    assert_same_training(work / "models" / "single", work / "models" / "mirrored")
 
 
 def test_mirrored_batch_must_split_evenly(work):
@@ -126,4 +136,4 @@ def test_multi_worker_over_two_processes_matches_one_replica(work, tmp_path):
     assert not list(scratch[1].iterdir())  # the worker removed its temporary folder
     run_dir = work / "models" / "multi"
     assert (run_dir / "multi.keras").is_file() and list(run_dir.glob("events.out.tfevents.*"))
-    assert_same_training(work / "models" / "single" / "single.keras", run_dir / "multi.keras")
+    assert_same_training(work / "models" / "single", run_dir)

@@ -163,17 +163,18 @@ def test_bfloat16_features_computed_in_float32(fn, args):
     np.testing.assert_allclose(value(out_bf16), value(fn(*exact)), rtol=1e-6, atol=1e-6)
 
 
-def test_bfloat16_gram_accumulates_in_float32():
-    """bfloat16 features are multiplied in bfloat16 with float32 accumulation: only the result is
-    rounded (at most 2^-9 relative), where summing 4096 positions in bfloat16 would be off by %."""
+def test_bfloat16_gram_does_not_accumulate_in_bfloat16():
+    """bfloat16 features are multiplied in bfloat16 with wider accumulation. How wide depends on the
+    CPU's kernels: native bfloat16 (AVX-512 BF16, AMX) accumulates in float32 and rounds only the
+    result (2^-9); an AVX2 CPU's emulation rounds partial sums to bfloat16 (0.67% measured on an
+    AMD EPYC with AVX2; rounding every partial sum of 64 positions gives 0.96%). Summing the 4096
+    positions one by one in bfloat16 would be 54% off: the bound separates the two, on any CPU."""
     f = np.abs(feats((1, 64, 64, 4), scale=3.0))
     f_bf16 = ops.cast(f, "bfloat16")
     expected = np_gram(value(ops.cast(f_bf16, "float32")))
     ours = value(losses.gram_matrix(f_bf16))
     assert ours.dtype == np.float32
-    np.testing.assert_allclose(ours, expected, rtol=2 ** -8)
-
-
+    np.testing.assert_allclose(ours, expected, rtol=0.02)
 
 
 def test_content_distance_is_per_image_relative_norm():

@@ -55,9 +55,11 @@ class TrainConfig:
     residual_blocks: int = 5
     residual_width: Optional[int] = None      # channels at a quarter (residual blocks); 4 x base if unset
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
-    style_data: Optional[str] = None          # folder of training style images (required)
+    style_data: Optional[tuple] = None        # folder(s) of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
-    style_variants: int = 0                   # extra training styles made from each (data.style_variants)
+    style_norms: bool = True                  # the MetaNet also sets every instance norm's scale and shift
+    color_weight: float = 0.0                 # weight of the colour term (the result's colours vs the painting's)
+    eval_every: int = 0                       # > 0: measure val_styles x val_images every so many steps
     kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)
     steps_per_style: int = 20                 # single-style phase: steps on each style
     styles_before_batching: int = 30          # styles seen one at a time before batches mix styles
@@ -193,7 +195,8 @@ def _coerce(key, value, source):
             value = [value]
         if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
             return tuple(value)
-        raise ConfigError(f"{source}: {key} must be a non-empty list of layer names")
+        what = "folders" if key == "style_data" else "layer names"
+        raise ConfigError(f"{source}: {key} must be a non-empty list of {what}")
     if expected is None or not isinstance(value, expected):
         raise ConfigError(f"{source}: {key} must be {_article(base)}, got {value!r}")
     return value
@@ -218,8 +221,9 @@ def _check_values(config, source):
         fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
     if config.optimizer == "adagrad2" and config.method != "metanet":
         fail("optimizer adagrad2 clips the MetaNet's gradients; it is for method metanet (use adam)")
-    if config.metanet_learning_rate_scale != 1.0 and config.method != "metanet":
-        fail("metanet_learning_rate_scale is for method metanet (a per-style network has no MetaNet)")
+    for key, default in (("metanet_learning_rate_scale", 1.0), ("color_weight", 0.0), ("eval_every", 0)):
+        if getattr(config, key) != default and config.method != "metanet":
+            fail(f"{key} is for method metanet")
     if config.distribute not in DISTRIBUTE:
         fail(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {config.distribute!r}")
     if not config.naming or "/" in config.naming or config.naming.startswith("."):
@@ -231,7 +235,7 @@ def _check_values(config, source):
             fail(f"{key} must be positive, got {getattr(config, key)}")
     if config.residual_width is not None and config.residual_width < 1:
         fail(f"residual_width must be at least 1, got {config.residual_width}")
-    for key in ("content_weight", "style_weight", "tv_weight", "residual_blocks"):
+    for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks", "eval_every"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.method == "metanet":
@@ -269,7 +273,7 @@ def _check_metanet_values(config, fail):
     for key in ("steps_per_style", "styles_per_batch_min"):
         if getattr(config, key) < 1:
             fail(f"{key} must be at least 1, got {getattr(config, key)}")
-    for key in ("styles_before_batching", "style_variants", "kernel_rank"):
+    for key in ("styles_before_batching", "kernel_rank"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.styles_per_batch_max < config.styles_per_batch_min:
@@ -294,7 +298,8 @@ def _check_paths(config, fail):
             fail("style_image is for method transform; a MetaNet learns the styles in style_data")
         if not config.style_data:
             fail("style_data (a folder of style images) is required for method metanet")
-        _check_image_folder("style_data", config.style_data, fail)
+        for folder in config.style_data:
+            _check_image_folder("style_data", folder, fail)
         if config.val_styles:
             _check_image_folder("val_styles", config.val_styles, fail)
     if not Path(config.train_data).is_dir():

@@ -1,5 +1,5 @@
 """tf.data input pipelines: folders of photos -> batches of random square crops; the MetaNet's
-schedule of styles (which prepared styles each step trains on) and variants of style images.
+schedule of styles (which prepared styles each step trains on).
 
 Files are decoded by `images.load_image` inside the pipeline, so training reads exactly what
 `eval.py` reads (CMYK, 16-bit, EXIF rotation...). Unreadable files are skipped with a warning and
@@ -139,25 +139,6 @@ def style_schedule(style_count, batch_size, steps_per_style, styles_before_batch
 def _shuffled_ids(count, seed):
     ids = tf.data.Dataset.range(count).map(lambda i: tf.cast(i, tf.int32))
     return ids.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
-
-
-def style_variants(image, count, seed):
-    """`count` new styles made from one style image (uint8 or float, (H, W, 3)), float32: each a
-    random crop of 60-90% of its height and width, its hues turned by a random angle.
-
-    Meant to widen a small set of training paintings: a crop shows the same brush strokes at the
-    same scale in other proportions, and turned hues give new palettes. Three per painting did
-    not help the unseen styles here (conf/metanet.yml says what was measured).
-    """
-    rng = np.random.default_rng(seed)
-    height, width = image.shape[:2]
-    variants = []
-    for _ in range(count):
-        crop_h, crop_w = (np.array([height, width]) * rng.uniform(0.6, 0.9, 2)).astype(int)
-        top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
-        crop = np.asarray(image[top:top + crop_h, left:left + crop_w], np.float32)
-        variants.append(images.rotate_hue(crop, rng.uniform(30.0, 330.0)))
-    return variants
 
 
 def centre_square(image, side):

@@ -225,14 +225,6 @@ def yuv_to_rgb(array):
     return array @ _YUV_TO_RGB.T
 
 
-def rotate_hue(array, degrees):
-    """The image with its chroma turned by `degrees` about the gray axis (luminance kept), in [0, 255]."""
-    angle = np.deg2rad(degrees)
-    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]],
-                        np.float32)
-    return np.clip(yuv_to_rgb(rgb_to_yuv(array) @ rotation.T), 0, 255).astype(np.float32)
-
-
 def luminance_as_rgb(array, like=None):
     """The luminance as a 3-channel gray image; with `like`, matched to that image's luminance mean/std."""
     y = rgb_to_yuv(array)[..., 0]

@@ -50,14 +50,71 @@ class InstanceNormalization(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
     def call(self, x):
+        return self._normalise(x, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"))
+
+    def _normalise(self, x, scale, shift):
         x32 = ops.cast(x, "float32")
         mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
         y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
-        y = y * ops.cast(self.gamma, "float32") + ops.cast(self.beta, "float32")
-        return ops.cast(y, self.compute_dtype)
+        return ops.cast(y * scale + shift, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@register
+class StyleInstanceNormalization(InstanceNormalization):
+    """Instance normalisation whose scale and offset also depend on the style (conditional instance
+    normalisation, as in Ghiasi et al.'s arbitrary-style network).
+
+    Called on `[x, params]`: `params` is (B, P) or (1, P), and this layer adds columns
+    [offset, offset + C) to its own learned scale and the next C columns to its offset, per image.
+    The MetaNet writes those columns, so each channel's mean and spread after the norm, and with
+    them the result's colours and contrast, are the style's to set. With shared scales and offsets
+    the generated kernels could move them only by reshaping the distribution, and a network learns
+    to do that with a few extreme values that dominate the statistics: the smooth blobs that
+    StyleGAN's authors called droplets.
+    """
+
+    def __init__(self, epsilon=1e-5, offset=0, **kwargs):
+        super().__init__(epsilon, **kwargs)
+        self.offset = int(offset)
+        self.channels = None
+
+    def build(self, shapes):
+        x_shape, params_shape = shapes
+        super().build(x_shape)
+        self.channels = int(x_shape[-1])
+        _check_param_width(self, params_shape)
+
+    @property
+    def param_parts(self):
+        """What this layer reads from the parameter vector, in order: (name, shape) pairs."""
+        return (("scale", (self.channels,)), ("shift", (self.channels,)))
+
+    @property
+    def param_size(self):
+        return 2 * self.channels
+
+    def call(self, inputs):
+        x, params = inputs
+        block = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
+        scale = ops.cast(self.gamma, "float32") + block[:, None, None, :self.channels]
+        shift = ops.cast(self.beta, "float32") + block[:, None, None, self.channels:]
+        return self._normalise(x, scale, shift)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+def _check_param_width(layer, params_shape):
+    width = params_shape[-1]
+    if width is not None and width < layer.offset + layer.param_size:
+        raise ValueError(f"{layer.name}: needs parameter columns [{layer.offset}, "
+                         f"{layer.offset + layer.param_size}) but the vector has {width}")
 
 
 @register
@@ -182,14 +239,16 @@ class DynamicConv2D(keras.layers.Layer):
         if x_shape[-1] is None:
             raise ValueError(f"{self.name}: the input's channel count must be known")
         self.in_channels = int(x_shape[-1])
-        width = params_shape[-1]
-        if width is not None and width < self.offset + self.param_size:
-            raise ValueError(f"{self.name}: needs parameter columns [{self.offset}, "
-                             f"{self.offset + self.param_size}) but the vector has {width}")
+        _check_param_width(self, params_shape)
 
     @property
     def kernel_shape(self):
         return (self.kernel_size, self.kernel_size, self.in_channels, self.filters)
+
+    @property
+    def param_parts(self):
+        """What this layer reads from the parameter vector, in order: (name, shape) pairs."""
+        return (("kernel", self.kernel_shape), ("bias", (self.filters,)))
 
     @property
     def param_size(self):

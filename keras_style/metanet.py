@@ -4,15 +4,16 @@ a transform network, so one model stylises with styles it has never seen, in one
 The pieces, all functional Keras models:
 - the meta transform, [photo, params] -> image: the Johnson network of `transform.py` whose middle
   convolutions (down-sampling into the residual width, the residual blocks, the first up-sampling)
-  are `DynamicConv2D` layers reading kernel and bias from `params`; the stem, the first
-  down-sampling, the last up-sampling and the output convolution keep trainable weights (they mostly
-  resample; the style lives in the residual part);
+  are `DynamicConv2D` layers reading kernel and bias from `params`, and whose instance norms are
+  `StyleInstanceNormalization` layers reading a scale and shift from `params` (added to their own);
+  the stem, the first down-sampling, the last up-sampling and the output convolution keep weights
+  of their own (they mostly resample);
 - the MetaNet, [VGG mean/std statistics of the style, style image] -> params (all its layers are
   named `metanet_...`, which is how `Adagrad2` finds them);
 - the style encoder, style image -> params: VGG + `MeanStd` + the MetaNet;
 - the combined model, [photo, style] -> image, nesting the encoder and the transform, which is what
   a MetaNet `.keras` file holds.
-`ParamLayout` says where each dynamic layer's kernel and bias sit in the flat parameter vector.
+`ParamLayout` says where each dynamic layer's parts sit in the flat parameter vector.
 """
 import math
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from keras import layers, ops
 
 from keras_style import precision
 from keras_style.layers import (CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
-                                ReflectionPad2D, Standardize)
+                                ReflectionPad2D, Standardize, StyleInstanceNormalization)
 from keras_style.losses import mean_std
 from keras_style.transform import conv_block
 
@@ -41,6 +42,11 @@ OUTPUT_SCALE = 1e-4
 # near 1e-7), leaving the residual blocks near the identity and the kernels' scale far from
 # irrelevant; 1e-12 keeps the norms scale-free from the first step.
 DYNAMIC_NORM_EPSILON = 1e-12
+# Scales the MetaNet's outputs for the style norms' scale and shift, which the style adds to the
+# norms' own (learned, shared) ones. One Adam step moves an output weight by about the MetaNet's
+# rate (4e-5 in conf/metanet.yml) and an output by that times the sum of the ~270 non-negative
+# shared hidden units: x 0.1 makes it ~1e-3 a step, the rate of the shared scales themselves.
+NORM_OUTPUT_SCALE = 0.1
 PREFIX = "metanet_"
 STANDARDISE_NAME = f"{PREFIX}stats_standardise"
 ENCODER_NAME = "style_encoder"
@@ -49,26 +55,42 @@ TRANSFORM_NAME = "meta_transform"
 
 @dataclass(frozen=True)
 class ParamSlot:
-    """One dynamic convolution's columns in the parameter vector: the kernel, then the bias."""
+    """One dynamic layer's columns in the parameter vector: its parts, end to end, from `offset`.
+
+    A dynamic convolution reads ("kernel", (k, k, in_channels, filters)) then ("bias", (filters,));
+    a style instance norm ("scale", (channels,)) then ("shift", (channels,)).
+    """
     name: str
-    kernel_shape: tuple  # (k, k, in_channels, filters)
+    parts: tuple  # ((part name, shape), ...) in vector order
     offset: int
 
     @property
-    def kernel_size(self):
-        return math.prod(self.kernel_shape)
-
-    @property
-    def bias_size(self):
-        return self.kernel_shape[-1]
-
-    @property
     def size(self):
-        return self.kernel_size + self.bias_size
+        return sum(math.prod(shape) for _, shape in self.parts)
 
     @property
     def end(self):
         return self.offset + self.size
+
+    def span(self, part):
+        """(start, end) columns of `part` in the vector."""
+        start = self.offset
+        for name, shape in self.parts:
+            if name == part:
+                return start, start + math.prod(shape)
+            start += math.prod(shape)
+        raise KeyError(f"{self.name} has no part {part!r}")
+
+    def shape(self, part):
+        return dict(self.parts)[part]
+
+    @property
+    def kernel_shape(self):
+        return self.shape("kernel")
+
+    @property
+    def kernel_size(self):
+        return math.prod(self.kernel_shape)
 
 
 @dataclass(frozen=True)
@@ -77,20 +99,21 @@ class ParamLayout:
     slots: tuple
 
     @classmethod
-    def packed(cls, shapes):
-        """Slots for `[(name, kernel_shape), ...]`, laid end to end from column 0."""
+    def packed(cls, layers):
+        """Slots for `[(name, parts), ...]`, laid end to end from column 0."""
         slots, offset = [], 0
-        for name, shape in shapes:
-            slots.append(ParamSlot(name, tuple(int(n) for n in shape), offset))
+        for name, parts in layers:
+            parts = tuple((part, tuple(int(n) for n in shape)) for part, shape in parts)
+            slots.append(ParamSlot(name, parts, offset))
             offset = slots[-1].end
         return cls(tuple(slots))
 
     @classmethod
     def of_model(cls, model):
         """The layout a built meta transform actually reads, checked to be contiguous."""
-        dynamic = sorted((layer for layer in _all_layers(model) if isinstance(layer, DynamicConv2D)),
+        dynamic = sorted((layer for layer in _all_layers(model) if hasattr(layer, "param_parts")),
                          key=lambda layer: layer.offset)
-        layout = cls.packed([(layer.name, layer.kernel_shape) for layer in dynamic])
+        layout = cls.packed([(layer.name, layer.param_parts) for layer in dynamic])
         found = [layer.offset for layer in dynamic]
         if found != [slot.offset for slot in layout]:
             raise ValueError(f"{model.name}: dynamic layers are not packed end to end ({found})")
@@ -120,84 +143,89 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-@dataclass(frozen=True)
-class _Dynamic:
-    block: str
-    in_channels: int
-    filters: int
-    strides: int = 1
-    upsample: bool = False
-    relu: bool = True
+class _Columns:
+    """Hands out the parameter vector's columns to dynamic layers as the network is built."""
 
-    @property
-    def layer_name(self):
-        return f"{self.block}_conv"
+    def __init__(self):
+        self.used = 0
+
+    def take(self, size):
+        offset, self.used = self.used, self.used + size
+        return offset
 
 
-def _dynamic_blocks(base, residual_width, residual_blocks):
-    """The meta transform's dynamic convolutions (all 3x3), in network and vector order."""
-    blocks = [_Dynamic("down2", 2 * base, residual_width, strides=2)]
-    for i in range(1, residual_blocks + 1):
-        blocks.append(_Dynamic(f"res{i}_a", residual_width, residual_width))
-        blocks.append(_Dynamic(f"res{i}_b", residual_width, residual_width, relu=False))
-    blocks.append(_Dynamic("up1", residual_width, residual_width, upsample=True))
-    return blocks
+def transform_layout(base=16, residual_width=48, residual_blocks=6, style_norms=True):
+    """The `ParamLayout` of `build_meta_transform` with the same arguments."""
+    return ParamLayout.of_model(build_meta_transform(base, residual_width, residual_blocks,
+                                                     style_norms=style_norms))
 
 
-def transform_layout(base=16, residual_width=48, residual_blocks=6):
-    """The `ParamLayout` of `build_meta_transform(base, residual_width, residual_blocks)`."""
-    return ParamLayout.packed([(b.layer_name, (3, 3, b.in_channels, b.filters))
-                               for b in _dynamic_blocks(base, residual_width, residual_blocks)])
+def _norm(x, params, columns, name, epsilon=1e-5, style=True):
+    """An instance norm: with `style`, one whose scale and shift the MetaNet also sets."""
+    if not style:
+        return InstanceNormalization(epsilon=epsilon, name=name)(x)
+    layer = StyleInstanceNormalization(epsilon=epsilon, offset=columns.take(2 * x.shape[-1]), name=name)
+    return layer([x, params])
 
 
-def _dynamic_block(x, params, spec, slot, norm):
-    """[upsample] -> reflection pad -> dynamic conv -> [instance norm] -> [ReLU], as `conv_block`."""
-    if spec.upsample:
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{spec.block}_up")(x)
-    x = ReflectionPad2D(1, name=f"{spec.block}_pad")(x)
-    x = DynamicConv2D(spec.filters, 3, strides=spec.strides, offset=slot.offset,
-                      name=spec.layer_name)([x, params])
-    if norm:
-        x = InstanceNormalization(epsilon=DYNAMIC_NORM_EPSILON, name=f"{spec.block}_norm")(x)
-    if spec.relu:
-        x = layers.ReLU(name=f"{spec.block}_relu")(x)
-    return x
+def _static_block(x, params, columns, filters, size, name, style_norms, strides=1, upsample=False):
+    """`transform.conv_block` (weights of its own), its norm a style norm when `style_norms`."""
+    x = conv_block(x, filters, size, strides=strides, upsample=upsample, norm=False, relu=False, name=name)
+    x = _norm(x, params, columns, f"{name}_norm", style=style_norms)
+    return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_meta_transform(base=16, residual_width=48, residual_blocks=6, dynamic_norm=True,
+def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, upsample=False, relu=True):
+    """[upsample] -> reflection pad -> dynamic 3x3 conv -> instance norm -> [ReLU], as `conv_block`."""
+    if upsample:
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    x = ReflectionPad2D(1, name=f"{name}_pad")(x)
+    offset = columns.take(9 * x.shape[-1] * filters + filters)
+    x = DynamicConv2D(filters, 3, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
+    x = _norm(x, params, columns, f"{name}_norm", DYNAMIC_NORM_EPSILON, style_norms)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_norms=True,
                          name=TRANSFORM_NAME):
     """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
 
-    Widths: stem `base`, first down-sampling `2 * base`, then `residual_width` through the dynamic
-    part (including the first up-sampling), last up-sampling `base`; the Keras port used 16, 48 and
-    6 blocks. With `dynamic_norm` each dynamic convolution is followed by instance normalisation, as
-    in the paper and `transform.py`, which also makes the generated kernels' overall scale
-    irrelevant; the Keras port had none.
+    The Johnson network of `transform.py`. Widths: stem `base`, first down-sampling `2 * base`, then
+    `residual_width` through the dynamic part, last up-sampling `base`; the Keras port used 16, 48
+    and 6 blocks. The middle convolutions (the second down-sampling, the residual blocks, the first
+    up-sampling) are `DynamicConv2D` layers reading their kernels from `params`; the stem, the
+    first down-sampling, the last up-sampling and the output convolution keep weights of their own
+    (they mostly resample). Every convolution but the output is followed by instance
+    normalisation (which also makes the generated kernels' overall scale irrelevant; the Keras port
+    had none), and with `style_norms` every one of those norms is a `StyleInstanceNormalization`
+    whose scale and shift `params` also sets, so the style reaches every layer's statistics.
 
-    The MetaNet grows with the vector length P (one Dense of ~385 x slot size per dynamic layer):
-    at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and 5 blocks,
-    14M (a 44 MB file with the VGG, both stored in bfloat16).
+    The MetaNet grows with the vector length P (one Dense of ~385 x kernel size per dynamic
+    convolution): at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and
+    5 blocks, 14M.
     """
-    specs = _dynamic_blocks(base, residual_width, residual_blocks)
-    layout = transform_layout(base, residual_width, residual_blocks)
-    photo = keras.Input((None, None, 3), name="photo")
-    params = keras.Input((layout.size,), name="params")
-    x = PadToMultiple(4, name="pad_to_4")(photo)
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
-    x = conv_block(x, base, 9, name="stem")
-    x = conv_block(x, 2 * base, 3, strides=2, name="down1")
-    down, residual, up = specs[0], specs[1:-1], specs[-1]
-    x = _dynamic_block(x, params, down, layout[down.layer_name], dynamic_norm)
-    for first, second in zip(residual[::2], residual[1::2]):
-        y = _dynamic_block(x, params, first, layout[first.layer_name], dynamic_norm)
-        y = _dynamic_block(y, params, second, layout[second.layer_name], dynamic_norm)
-        x = layers.Add(name=f"{first.block[:-2]}_add")([x, y])
-    x = _dynamic_block(x, params, up, layout[up.layer_name], dynamic_norm)
-    x = conv_block(x, base, 3, upsample=True, name="up2")
-    x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
-    x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
-    image = CropLike(dtype="float32", name="crop")([x, photo])
-    return keras.Model([photo, params], image, name=name)
+    def graph(params_width):
+        columns = _Columns()
+        photo = keras.Input((None, None, 3), name="photo")
+        params = keras.Input((params_width,), name="params")
+        x = PadToMultiple(4, name="pad_to_4")(photo)
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
+        x = _static_block(x, params, columns, base, 9, "stem", style_norms)
+        x = _static_block(x, params, columns, 2 * base, 3, "down1", style_norms, strides=2)
+        x = _dynamic_block(x, params, columns, residual_width, "down2", style_norms, strides=2)
+        for i in range(1, residual_blocks + 1):
+            y = _dynamic_block(x, params, columns, residual_width, f"res{i}_a", style_norms)
+            y = _dynamic_block(y, params, columns, residual_width, f"res{i}_b", style_norms, relu=False)
+            x = layers.Add(name=f"res{i}_add")([x, y])
+        x = _dynamic_block(x, params, columns, residual_width, "up1", style_norms, upsample=True)
+        x = _static_block(x, params, columns, base, 3, "up2", style_norms, upsample=True)
+        x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
+        x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
+        image = CropLike(dtype="float32", name="crop")([x, photo])
+        return keras.Model([photo, params], image, name=name), columns.used
+
+    # The vector's width is known once every dynamic layer has taken its columns: count, then build.
+    return graph(graph(None)[1])[0]
 
 
 def style_feature_size(vgg, style_layers=STYLE_FEATURE_LAYERS):
@@ -221,9 +249,10 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     fixed statistics of the training styles (see `fit_statistics_normalization`), and the mean/std
     of a small CNN of its own on the image scaled by 1/15 (input 2; no normalisation inside, which
     would erase the statistics it is there to measure). Hidden units shared by all layers (relu on
-    input 1, sigmoid and relu on input 2) join each dynamic layer's own group of the same three
-    kinds, and a linear Dense per kernel and per bias reads both; outputs are scaled by 1e-4 and
-    concatenated in layout order. Defaults follow the Keras port.
+    input 1, sigmoid and relu on input 2) join each dynamic convolution's own group of the same
+    three kinds, and a linear Dense per kernel and per bias reads both (a style norm's scale and
+    shift read the shared units only); outputs are scaled (`_output_scale`) and concatenated in
+    layout order. Defaults follow the Keras port.
 
     `kernel_rank` > 0 makes each kernel's linear map low-rank: a linear Dense to that many units,
     then the output Dense. The kernels' Denses are nearly all of a MetaNet's weights (hidden units x
@@ -240,28 +269,35 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     shared = _hidden(standardised, cnn, shared_units, dropout[0], f"{PREFIX}shared")
     outputs = []
     for slot in layout:
-        own = _hidden(standardised, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
-        hidden = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
-        for part, size in (("kernel", slot.kernel_size), ("bias", slot.bias_size)):
-            reads = hidden
+        reads = shared
+        if "kernel" in dict(slot.parts):  # a convolution's own group of hidden units beside the shared
+            own = _hidden(standardised, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
+            reads = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
+        for part, shape in slot.parts:
+            x = reads
             if part == "kernel" and kernel_rank:
-                reads = layers.Dense(kernel_rank, use_bias=False,
-                                     name=f"{_output_name(slot, part)}_low")(hidden)
-            y = layers.Dense(size, kernel_initializer="zeros", bias_initializer=_start_value(part),
-                             name=_output_name(slot, part))(reads)
-            outputs.append(layers.Rescaling(OUTPUT_SCALE, dtype="float32",
+                x = layers.Dense(kernel_rank, use_bias=False, name=f"{_output_name(slot, part)}_low")(x)
+            y = layers.Dense(math.prod(shape), kernel_initializer="zeros", bias_initializer=_start_value(part),
+                             name=_output_name(slot, part))(x)
+            outputs.append(layers.Rescaling(_output_scale(part), dtype="float32",
                                             name=f"{_output_name(slot, part)}_scale")(y))
     params = layers.Concatenate(dtype="float32", name=f"{PREFIX}params")(outputs)
     return keras.Model([stats, style], params, name=name)
 
 
 def output_layers(metanet, layout):
-    """The MetaNet's linear output layers, a kernel's and a bias's per dynamic layer, in layout order."""
-    return [metanet.get_layer(_output_name(slot, part)) for slot in layout for part in ("kernel", "bias")]
+    """The MetaNet's linear output layers, one per part of each dynamic layer, in layout order."""
+    return [metanet.get_layer(_output_name(slot, part)) for slot in layout for part, _ in slot.parts]
 
 
 def _output_name(slot, part):
     return f"{PREFIX}{slot.name}_{part}"
+
+
+def _output_scale(part):
+    """Kernels and biases are scaled by the port's 1e-4 (instance norms follow them, so only their
+    direction matters); a norm's scale and shift by `NORM_OUTPUT_SCALE`: their size is what counts."""
+    return NORM_OUTPUT_SCALE if part in ("scale", "shift") else OUTPUT_SCALE
 
 
 def _start_value(part):

@@ -21,11 +21,14 @@ from keras_style import data, distribute, images, losses, metanet, optimizers, p
 from keras_style.config import describe, fetch_style_image
 from keras_style.errors import UserError
 from keras_style.progress import Progress
+from keras_style.styles import StyleSet
 from keras_style.transform import build_transform_net
 from keras_style.vgg import build_vgg
 
 PREVIEW_COUNT = 4
 PREVIEW_GRID = 3  # MetaNet previews: this many validation photos x this many validation styles
+VALIDATION_SIDE = 512  # the learning curve measures results at this longer side, as quality.py does
+COLOUR_SLICES = 64  # quality.py's number of directions for the colour distance
 EXPORT_POLICY = "mixed_bfloat16"
 NONFINITE_PATIENCE = 20  # consecutive skipped (non-finite) steps before training gives up
 
@@ -99,99 +102,95 @@ class MetaNetTask(_PhotoTask):
     """Shen et al.: a MetaNet that turns any style image into the weights of a transform network,
     trained end to end on batches of photos and styles (the Keras port's schedule, see
     `data.style_schedule`), with a content loss and the mean/std style loss (`loss_form: squared`)
-    or the Gram distances (`loss_form: distances`)."""
+    or the Gram distances (`loss_form: distances`), and optionally a colour term."""
 
     def __init__(self, config, skipped):
         c = config
         super().__init__(c, skipped, c.content_layers + c.style_layers + metanet.STYLE_FEATURE_LAYERS,
                          PREVIEW_GRID)
-        self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks)
+        self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks,
+                                                      style_norms=c.style_norms)
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg), kernel_rank=c.kernel_rank)
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
-        self.style_files, self.style_views, self.style_targets = self._prepare_styles(
-            data.list_image_files(c.style_data))
+        files = [f for folder in c.style_data for f in data.list_image_files(folder)]
         # The views are fixed, so are their VGG statistics: computed once, not in every step.
-        self.style_statistics = self._statistics(self.style_views)
-        metanet.fit_statistics_normalization(self.metanet, self.style_statistics)
-        self.preview_styles = data.fixed_images(_preview_paths(c.val_styles, self.style_files),
-                                                metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
+        self.styles = StyleSet(files, self.vgg, c.style_layers, c.style_size, metanet.ENCODE_SIDE,
+                               summarise=self._statistics, cache_dir=Path(c.model_path) / "style_targets",
+                               skipped=skipped)
+        print(f"{len(self.styles)} training styles; loss targets made for {self.styles.prepared} of them "
+              "(the rest when first trained on)")
+        self.style_views = tf.constant(self.styles.views)
+        self.style_statistics = tf.constant(self.styles.statistics, tf.float32)
+        metanet.fit_statistics_normalization(self.metanet, self.styles.statistics)
+        self.style_colours = tf.constant(self.styles.colours)
+        preview_styles = _preview_paths(c.val_styles, self.styles.files)
+        self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
+        self.validation = _Validation(self, preview_styles) if c.eval_every else None
 
-    def _prepare_styles(self, files):
-        """(readable files, the views the MetaNet reads of every training style, their loss targets),
-        computed once. The training styles are each readable file and its `style_variants`.
-
-        The targets come from each whole style image at `style_size` on its longer side, as in the
-        per-style trainer and as `quality.py` measures (a variant is cut from that image, so its
-        brush strokes keep their scale), rather than from crops at the photos' scale, which show
-        the strokes smaller than the painting does when judged.
-        """
-        c = self.config
-        kept, views, targets = [], [], []
-        progress = Progress(len(files), label="preparing style", log_seconds=10.0)
-        for i, path in enumerate(files):
-            try:
-                image = images.load_style_image(path, c.style_size, verbose=False)
-            except UserError as exc:
-                self.skipped.add(path, str(exc))
-                continue
-            kept.append(path)
-            for style in [image] + data.style_variants(image, c.style_variants, seed=(c.seed, i)):
-                targets.append(self._style_target(style[None]))
-                views.append(data.centre_square(np.asarray(style, np.float32), metanet.ENCODE_SIDE))
-            progress.update(i + 1)
-        progress.close()
-        if not kept:
-            raise UserError(f"{c.style_data}: none of its {len(files)} style images is readable")
-        stacked = {n: tuple(np.stack([t[n][k] for t in targets]) for k in range(len(targets[0][n])))
-                   for n in c.style_layers}
-        return kept, tf.stack(views), stacked
-
-    def _statistics(self, views, batch=16):
+    def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""
-        return np.concatenate([metanet.style_statistics(self.vgg(views[i:i + batch]))
-                               for i in range(0, len(views), batch)])
-
-    def _style_target(self, image):
-        """Per style layer, the style's Gram matrix (`distances`) or channel (mean, std) (`squared`)."""
-        features = self.vgg(image)
-        if self.config.loss_form == "distances":
-            return {n: (losses.gram_matrix(features[n])[0].numpy(),) for n in self.config.style_layers}
-        return {n: tuple(t[0].numpy() for t in losses.mean_std(features[n])) for n in self.config.style_layers}
+        progress = Progress(len(views), label="style statistics", log_seconds=10.0)
+        parts = []
+        for i in range(0, len(views), batch):
+            parts.append(np.asarray(metanet.style_statistics(self.vgg(tf.cast(views[i:i + batch], tf.float32)))))
+            progress.update(min(len(views), i + batch))
+        progress.close()
+        return np.concatenate(parts)
 
     def dataset(self, start_step=0):
         c = self.config
-        styles = data.style_schedule(len(self.style_views), c.batch_size, c.steps_per_style,
+        styles = data.style_schedule(len(self.styles), c.batch_size, c.steps_per_style,
                                      c.styles_before_batching,
                                      (c.styles_per_batch_min, c.styles_per_batch_max),
                                      seed=c.seed, start_step=start_step)
-        return tf.data.Dataset.zip((self.photo_crops(), styles)).map(_with_photos)
+        return tf.data.Dataset.zip((self.photo_crops(), styles.map(self._with_targets))).map(_with_photos)
+
+    def _with_targets(self, step):
+        """A step's styles with their loss targets (made on first use, `StyleSet.targets`)."""
+        layers = self.config.style_layers
+        flat = tf.numpy_function(lambda ids: [t for n, pair in self.styles.targets(ids).items() for t in pair],
+                                 [step["style_ids"]], [tf.float32] * (2 * len(layers)), stateful=False)
+        targets = {}
+        for k, name in enumerate(layers):
+            channels = self.vgg.output[name].shape[-1]
+            gram, mean = flat[2 * k], flat[2 * k + 1]
+            gram.set_shape([None, channels, channels])
+            mean.set_shape([None, channels])
+            targets[name] = (gram, mean)
+        return {**step, "style_targets": targets}
 
     def replica_share(self, batch, replica, replicas):
         """The replica's photos and their style indices; every replica gets all the styles."""
+        shared = {k: v for k, v in batch.items() if k not in ("photos", "style_index")}
         return {"photos": distribute.replica_rows(batch["photos"], replica, replicas),
-                "style_index": distribute.replica_rows(batch["style_index"], replica, replicas),
-                "style_ids": batch["style_ids"]}
+                "style_index": distribute.replica_rows(batch["style_index"], replica, replicas), **shared}
 
     def metanet_variable_names(self):
         return metanet.metanet_variable_names(self.metanet)
 
     def losses(self, batch):
-        photos, index = batch["photos"], batch["style_index"]
-        ids = batch["style_ids"]
-        params = self.metanet([tf.gather(self.style_statistics, ids), tf.gather(self.style_views, ids)],
-                              training=True)
+        photos, index, ids = batch["photos"], batch["style_index"], batch["style_ids"]
+        params = self.metanet([tf.gather(self.style_statistics, ids),
+                               tf.cast(tf.gather(self.style_views, ids), tf.float32)], training=True)
         generated = self.transform([photos, tf.gather(params, index)], training=True)
+        parts = self._loss_parts(generated, photos, {n: tuple(tf.gather(t, index) for t in pair)
+                                                     for n, pair in batch["style_targets"].items()})
+        if self.config.color_weight:
+            colours = tf.gather(self.style_colours, tf.gather(ids, index))
+            parts["colour"] = self.config.color_weight * relative_colour_distance(generated, photos, colours)
+            parts["total"] += parts["colour"]
+        return parts
+
+    def _loss_parts(self, generated, photos, targets):
+        """Content and style terms; `targets` per style layer: (Gram, channel means), one per photo."""
         content_targets = self.content_vgg(photos)
-        # Each photo's targets: those of its style (`style_ids` are positions among the prepared styles).
-        photo_styles = tf.gather(ids, index)
-        targets = {n: tuple(tf.gather(t, photo_styles) for t in self.style_targets[n])
-                   for n in self.config.style_layers}
         if self.config.loss_form == "distances":
             return losses.perceptual_loss(generated, self.vgg(generated), content_targets,
-                                          {n: gram for n, (gram,) in targets.items()}, self.weights,
+                                          {n: gram for n, (gram, _) in targets.items()}, self.weights,
                                           distances=True)
-        return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets, targets,
+        return losses.mean_std_perceptual_loss(generated, self.vgg(generated), content_targets,
+                                               {n: _mean_and_std(*t) for n, t in targets.items()},
                                                self.weights)
 
     def _encode(self, style_views, training=False):
@@ -200,7 +199,11 @@ class MetaNetTask(_PhotoTask):
     def extra_scalars(self):
         """The generated parameter vectors' mean norm over the preview styles (it grows in training)."""
         norms = tf.norm(self._encode(tf.constant(self.preview_styles)), axis=-1)
-        return {"metanet/params_norm": float(tf.reduce_mean(norms))}
+        return {"metanet/params_norm": float(tf.reduce_mean(norms)),
+                "metanet/styles_prepared": self.styles.prepared}
+
+    def validation_scalars(self):
+        return self.validation.measure() if self.validation else {}
 
     def preview(self):
         """One grid: the preview styles along the top, each preview photo down the left, results inside."""
@@ -217,8 +220,68 @@ class MetaNetTask(_PhotoTask):
     def export(self, path):
         c = self.config
         transform = _for_export(self.transform, lambda: metanet.build_meta_transform(
-            c.base, c.residual_width, c.residual_blocks))
+            c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms))
         metanet.build_export_model(self.metanet, transform, self.vgg).save(path)
+
+
+def _mean_and_std(gram, mean, epsilon=1e-5):
+    """Channel means and standard deviations from a Gram matrix (normalised by C x positions, as
+    `losses.gram_matrix`) and the means: var = E[f^2] - mean^2, with `losses.mean_std`'s epsilon."""
+    second_moment = tf.linalg.diag_part(gram) * tf.cast(tf.shape(gram)[-1], tf.float32)
+    return mean, tf.sqrt(tf.maximum(second_moment - tf.square(mean), 0.0) + epsilon)
+
+
+def relative_colour_distance(generated, photos, target_quantiles):
+    """quality.py's color_dist, per image, averaged: the result's colour distance to its painting
+    over the photo's own (1: the photo's colours; 0: the painting's palette). Every fourth pixel of
+    each row and column (4,096 of a 256 px crop) is enough to rank the colours, and sorts fast."""
+    directions = losses.colour_directions(target_quantiles.shape[1])
+    levels = target_quantiles.shape[2]
+    ours = losses.colour_distance(losses.colour_quantiles(generated, directions, levels, stride=4), target_quantiles)
+    own = losses.colour_distance(losses.colour_quantiles(photos, directions, levels, stride=4), target_quantiles)
+    # (a photo already in the painting's colours would make any change look huge: floor at 1 level)
+    return tf.reduce_mean(ours / tf.maximum(tf.stop_gradient(own), 1.0))
+
+
+class _Validation:
+    """The learning curve: every validation style on every validation photo at `VALIDATION_SIDE`,
+    measured as quality.py measures (mean Gram distance over the style layers, relu4_2 content
+    distance, colour distance relative to the photo's), with this run's loss network."""
+
+    def __init__(self, task, style_paths):
+        self.task = task
+        side = VALIDATION_SIDE
+        photos = _preview_paths(task.config.val_images, task.files)
+        self.photos = [images.resize_to_longer(images.load_image(p, max_size=side), side) for p in photos]
+        self.styles = [images.load_style_image(p, side, verbose=False) for p in style_paths]
+        self.style_views = [images.resize_shorter_to(s, metanet.ENCODE_SIDE) for s in self.styles]
+        directions = losses.colour_directions(COLOUR_SLICES)
+        self.directions = directions
+        vgg = task.vgg
+        layers = task.config.style_layers
+        self.style_grams = [{n: losses.gram_matrix(f) for n, f in vgg(s[None]).items() if n in layers}
+                            for s in self.styles]
+        self.style_colours = [losses.colour_quantiles(s[None], directions) for s in self.styles]
+        self.photo_features = [task.content_vgg(p[None]) for p in self.photos]
+        self.photo_colours = [losses.colour_quantiles(p[None], directions) for p in self.photos]
+
+    def measure(self):
+        task = self.task
+        sums = {"val/style_dist": 0.0, "val/content_dist": 0.0, "val/color_dist": 0.0}
+        for view, grams, colours in zip(self.style_views, self.style_grams, self.style_colours):
+            params = task._encode(tf.constant(view[None]))
+            for photo, content, photo_colours in zip(self.photos, self.photo_features, self.photo_colours):
+                result = tf.clip_by_value(task.transform([tf.constant(photo[None]), params]), 0.0, 255.0)
+                features = task.vgg(result)
+                sums["val/style_dist"] += float(np.mean(
+                    [losses.gram_distance(features[n], g) for n, g in grams.items()]))
+                sums["val/content_dist"] += float(sum(losses.content_distance(features[n], t)
+                                                      for n, t in content.items()))
+                ours = losses.colour_distance(losses.colour_quantiles(result, self.directions), colours)
+                own = losses.colour_distance(photo_colours, colours)
+                sums["val/color_dist"] += float(ours[0] / max(float(own[0]), 1e-6))
+        count = len(self.styles) * len(self.photos)
+        return {k: v / count for k, v in sums.items()}
 
 
 def _for_export(model, build):
@@ -391,6 +454,8 @@ class Trainer:
                     rate = window_steps * self.config.batch_size / (time.perf_counter() - window_start)
                     self._log(step, values, rate)
                     window_start, window_steps = time.perf_counter(), 0
+                if self.config.eval_every and step % self.config.eval_every == 0:
+                    self._validate(step)
                 if step % self.config.save_every == 0 and not failing:  # never save mid-divergence
                     self.manager.save(checkpoint_number=step)
         except KeyboardInterrupt:
@@ -431,6 +496,19 @@ class Trainer:
             preview = np.clip(keras.ops.convert_to_numpy(self.task.preview()), 0, 255) / 255.0
             tf.summary.image("preview", preview, max_outputs=len(preview))
         self.writer.flush()
+
+    def _validate(self, step):
+        """The learning curve: the task's validation measures, in TensorBoard and in the log."""
+        if not self.chief:
+            return
+        started = time.perf_counter()
+        scalars = self.task.validation_scalars()
+        with self.writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self.writer.flush()
+        measured = ", ".join(f"{name.split('/')[-1]} {value:.3f}" for name, value in scalars.items())
+        print(f"step {step} validation: {measured} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     def _write_text_summary(self, step):
         text = "\n".join(f"    {k}: {v}" for k, v in describe(self.config).items())

@@ -30,33 +30,6 @@ def test_style_schedule_resumed_skips_the_single_style_phase():
     assert [len(step["style_ids"]) for step in steps] == [1, 2, 2]
 
 
-def test_style_variants_are_crops_of_the_image_with_turned_hues():
-    image = np.zeros((50, 80, 3), np.float32)
-    image[..., 0] = 200.0  # red
-    variants = data.style_variants(image, 3, seed=(0, 1))
-    assert len(variants) == 3
-    for variant in variants:
-        assert 30 <= variant.shape[0] <= 45 and 48 <= variant.shape[1] <= 72
-        assert np.isfinite(variant).all() and variant.min() >= 0 and variant.max() <= 255
-        colour = variant.mean(axis=(0, 1))
-        assert np.abs(colour - image[0, 0]).max() > 20  # no longer the same red
-    assert not np.allclose(variants[0].mean(axis=(0, 1)), variants[1].mean(axis=(0, 1)))
-    again = data.style_variants(image, 3, seed=(0, 1))
-    assert all(np.array_equal(a, b) for a, b in zip(variants, again))
-
-
-def test_rotate_hue_keeps_gray_and_a_full_turn():
-    rng = np.random.default_rng(0)
-    image = rng.uniform(0, 255, (4, 5, 3)).astype(np.float32)
-    np.testing.assert_allclose(images.rotate_hue(image, 360.0), image, atol=0.01)
-    gray = np.full((2, 2, 3), 120.0, np.float32)
-    np.testing.assert_allclose(images.rotate_hue(gray, 97.0), gray, atol=0.01)
-    muted = image * 0.2 + 100  # little chroma: turned, it stays inside [0, 255] and nothing clips
-    turned = images.rotate_hue(muted, 90.0)
-    np.testing.assert_allclose(images.rgb_to_yuv(turned)[..., 0], images.rgb_to_yuv(muted)[..., 0],
-                               atol=1e-2)
-
-
 def test_centre_square_scales_the_shorter_side_then_crops_the_middle():
     image = np.zeros((30, 90, 3), np.float32)
     image[:, 30:60] = 255.0  # the middle third is white

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_style.layers import (CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, Standardize,
+from keras_style.layers import (CropLike, InstanceNormalization, StyleInstanceNormalization, PadToMultiple, ReflectionPad2D, Standardize,
                                 VGGPreprocess)
 
 
@@ -52,6 +52,25 @@ def test_instance_norm_matches_numpy_per_image_per_channel():
     gamma, beta = np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25], np.float32)
     layer.set_weights([gamma, beta])
     np.testing.assert_allclose(run(layer, x), np_instance_norm(x, gamma, beta), rtol=1e-4, atol=1e-4)
+
+
+def test_style_instance_norm_adds_each_images_columns_to_its_scale_and_shift():
+    x = images((2, 5, 4, 3), seed=4)
+    params = np.random.default_rng(1).normal(0, 1, (2, 10)).astype(np.float32)
+    layer = StyleInstanceNormalization(epsilon=1e-3, offset=2)
+    out = ops.convert_to_numpy(layer([x, params]))
+    gamma, beta = np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25], np.float32)
+    layer.set_weights([gamma, beta])
+    out = ops.convert_to_numpy(layer([x, params]))
+    for i in range(2):
+        scale, shift = gamma + params[i, 2:5], beta + params[i, 5:8]
+        np.testing.assert_allclose(out[i], np_instance_norm(x[i:i + 1], scale, shift, 1e-3)[0], rtol=1e-4, atol=1e-4)
+    one_row = ops.convert_to_numpy(layer([x, params[:1]]))  # one style for the whole batch
+    np.testing.assert_allclose(one_row[1], np_instance_norm(x[1:], gamma + params[0, 2:5], beta + params[0, 5:8],
+                                                            1e-3)[0], rtol=1e-4, atol=1e-4)
+    assert layer.param_parts == (("scale", (3,)), ("shift", (3,))) and layer.param_size == 6
+    with pytest.raises(ValueError, match=r"needs parameter columns \[2, 8\) but the vector has 7"):
+        StyleInstanceNormalization(offset=2)([x, params[:, :7]])
 
 
 def test_instance_norm_default_weights_give_zero_mean_unit_std():
@@ -147,6 +166,13 @@ def _model_and_input(name):
         out = layer(inp)
         layer.set_weights([np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25],
                                                                            np.float32)])
+    elif name == "StyleInstanceNormalization":
+        params = keras.Input((8,))
+        layer = StyleInstanceNormalization(epsilon=1e-3, offset=1, name="layer")
+        out = layer([inp, params])
+        layer.set_weights([np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25], np.float32)])
+        rows = np.random.default_rng(0).normal(0, 1, (2, 8)).astype(np.float32)
+        return keras.Model([inp, params], out), layer, [x, rows]
     elif name == "PadToMultiple":
         layer = PadToMultiple(4, name="layer")
         out = layer(inp)
@@ -163,7 +189,8 @@ def _model_and_input(name):
     return keras.Model(inp, out), layer, x
 
 
-@pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "PadToMultiple",
+@pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "StyleInstanceNormalization",
+                                  "PadToMultiple",
                                   "CropLike", "VGGPreprocess", "Standardize"])
 def test_layer_survives_keras_save_and_load(tmp_path, name):
     model, layer, x = _model_and_input(name)
@@ -178,10 +205,11 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 
 
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
+                                   StyleInstanceNormalization(epsilon=0.1, offset=7),
                                    PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize()])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    for attr in ("padding", "epsilon", "multiple"):
+    for attr in ("padding", "epsilon", "multiple", "offset"):
         if hasattr(layer, attr):
             assert getattr(clone, attr) == getattr(layer, attr)

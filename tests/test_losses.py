@@ -206,3 +206,43 @@ def test_perceptual_loss_distances_form_sums_the_distances():
     style = sum(value(losses.gram_distance(f[n], g)) for n, g in grams.items())
     assert value(parts["style"]) == pytest.approx(3.0 * style, rel=RTOL)
     assert value(parts["content"]) == pytest.approx(2.0 * value(losses.content_distance(f["a"], content["a"])), rel=RTOL)
+
+
+def np_quantiles(image, directions, levels):
+    projected = np.sort(image.reshape(-1, 3).astype(np.float64) @ directions, axis=0)
+    picks = np.round(np.linspace(0, len(projected) - 1, levels)).astype(int)
+    return projected[picks].T
+
+
+def test_colour_quantiles_and_distance_match_numpy():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, 9, 7, 3)).astype(np.float32)
+    directions = losses.colour_directions(5)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=0), 1.0, rtol=1e-6)
+    got = value(losses.colour_quantiles(images, directions, levels=11))
+    want = [np_quantiles(im, directions, 11) for im in images]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    strided = value(losses.colour_quantiles(images, directions, levels=11, stride=2))
+    np.testing.assert_allclose(strided[0], np_quantiles(images[0, ::2, ::2], directions, 11), rtol=1e-5, atol=1e-3)
+    distance = value(losses.colour_distance(got, got[::-1]))
+    np.testing.assert_allclose(distance, [np.abs(want[0] - want[1]).mean()] * 2, rtol=1e-5)
+
+
+def test_colour_distance_is_zero_for_the_same_palette_in_another_arrangement():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    shuffled = rng.permutation(image.reshape(-1, 3)).reshape(image.shape)
+    directions = losses.colour_directions(8)
+    a, b = (losses.colour_quantiles(x, directions) for x in (image, shuffled))
+    assert value(losses.colour_distance(a, b))[0] == pytest.approx(0.0, abs=1e-4)
+    darker = losses.colour_quantiles(image * 0.5, directions)
+    assert value(losses.colour_distance(a, darker))[0] > 10.0
+
+
+def test_colour_distance_has_a_gradient_towards_the_target():
+    rng = np.random.default_rng(2)
+    image = rng.uniform(50, 200, (1, 6, 6, 3)).astype(np.float32)
+    directions = losses.colour_directions(4)
+    target = losses.colour_quantiles(np.full_like(image, 240.0), directions)
+    loss, gradient = grad_of(lambda x: losses.colour_distance(losses.colour_quantiles(x, directions), target), image)
+    assert np.isfinite(gradient).all() and (gradient < 0).mean() > 0.9  # brighten every pixel

@@ -211,7 +211,8 @@ def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
     ("style_data: styles\nsteps_per_style: 0\n", "steps_per_style must be at least 1"),
     ("style_data: styles\nresidual_width: 0\n", "residual_width must be at least 1"),
     ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
-    ("style_data: styles\nstyle_variants: -2\n", "style_variants must not be negative"),
+    ("style_data: styles\ncolor_weight: -2\n", "color_weight must not be negative"),
+    ("style_data: [styles, 3]\n", "style_data must be a non-empty list of folders"),
     ("style_data: styles\nkernel_rank: -1\n", "kernel_rank must not be negative"),
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
@@ -238,6 +239,10 @@ def test_metanet_config_defaults_and_transform_only_options(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="metanet_learning_rate_scale is for method metanet"):
         load_config(tmp_path / "t.yml")
     (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
+                                    "color_weight: 0.5\n")
+    with pytest.raises(ConfigError, match="color_weight is for method metanet"):
+        load_config(tmp_path / "t.yml")
+    (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
                                     "style_data: styles\n")
     with pytest.raises(ConfigError, match="style_data is for method metanet"):
         load_config(tmp_path / "t.yml")
@@ -257,7 +262,8 @@ def test_shipped_metanet_config_is_valid(monkeypatch):
     if not (root.parent / "shared" / "data" / "style" / "train").is_dir():
         pytest.skip("../shared data not present")
     config = load_config(root / "conf" / "metanet.yml")
-    assert config.method == "metanet" and "style/val" not in config.style_data
+    assert config.method == "metanet" and config.val_styles.endswith("style/val")
+    assert not any("style/val" in folder for folder in config.style_data)
 
 
 def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch):
@@ -321,7 +327,7 @@ def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatc
         return {n: np.asarray(f) for n, f in task.vgg(tf.constant(x)).items()}
 
     # Each photo's target is its style's whole image at style_size on the longer side.
-    wholes = [features(images.load_style_image(path, config.style_size)[None]) for path in task.style_files]
+    wholes = [features(images.load_style_image(path, config.style_size)[None]) for path in task.styles.files]
     out, photos = features(generated), features(batch["photos"])
     ids = np.asarray(batch["style_ids"])[np.asarray(batch["style_index"])]
     style = sum(np.mean([float(losses.gram_distance(out[n][i:i + 1], losses.gram_matrix(wholes[j][n])))
@@ -331,25 +337,38 @@ def test_distances_loss_pairs_each_photo_with_its_own_style(tmp_path, monkeypatc
     assert float(parts["content"]) == pytest.approx(content, rel=1e-3)
 
 
-def test_style_variants_are_training_styles_with_their_own_views_and_targets(tmp_path, monkeypatch):
+def test_style_set_targets_are_the_whole_paintings_and_kept_for_the_next_run(tmp_path, monkeypatch, capsys):
+    """Views, colours and statistics are read once; Gram targets and means are made on first use,
+    stored compactly (float16 Grams) and found again by a new run on the same paintings."""
     from keras_style import data, images, losses, metanet, training
-    config = tiny_metanet_config(tmp_path, monkeypatch, "loss_form: distances\nstyle_size: 32\n"
-                                 "style_layers: [relu1_1]\nstyle_variants: 2\nseed: 3\n"
-                                 "styles_before_batching: 0\n")
-    photo(tmp_path / "styles" / "t.jpg", (40, 28), seed=5)
+    config = tiny_metanet_config(tmp_path, monkeypatch, "loss_form: distances\nstyle_size: 40\n"
+                                 "style_layers: [relu1_1, relu2_1]\nstyles_before_batching: 0\n")
+    photo(tmp_path / "styles" / "t.jpg", (52, 28), seed=5)
+    (tmp_path / "styles" / "broken.png").write_text("no")
     task = training.MetaNetTask(config, data.SkippedFiles())
-    side = metanet.ENCODE_SIDE
-    assert len(task.style_files) == 2 and task.style_views.shape == (6, side, side, 3)
-    grams = task.style_targets["relu1_1"][0]
-    for k, path in enumerate(task.style_files):
+    assert len(task.styles) == 2 and task.styles.prepared == 0
+    targets = task.styles.targets(np.array([1, 0, 1]))
+    assert task.styles.prepared == 2
+    for k, path in enumerate([task.styles.files[i] for i in (1, 0, 1)]):
         image = images.load_style_image(path, config.style_size)
-        styles = [image] + data.style_variants(image, 2, seed=(3, k))
-        for j, style in enumerate(styles):
-            expected = losses.gram_matrix(task.vgg(np.asarray(style, np.float32)[None])["relu1_1"])[0]
-            np.testing.assert_allclose(grams[3 * k + j], expected, rtol=1e-4, atol=1e-6)
-            np.testing.assert_allclose(task.style_views[3 * k + j],
-                                       data.centre_square(np.asarray(style, np.float32), metanet.ENCODE_SIDE),
-                                       atol=1e-3)
-    assert not np.allclose(grams[0], grams[1], rtol=0.05)
-    ids = np.concatenate([np.asarray(b["style_ids"]) for b in task.dataset().take(40)])
-    assert set(ids) == set(range(6))
+        assert max(image.shape[:2]) == 40
+        features = task.vgg(image[None])
+        for name in config.style_layers:
+            gram, mean = targets[name]
+            np.testing.assert_allclose(gram[k], losses.gram_matrix(features[name])[0], rtol=2e-3,
+                                       atol=2e-3 * np.abs(gram[k]).max())
+            want_mean, want_std = losses.mean_std(features[name])
+            np.testing.assert_allclose(mean[k], want_mean[0], rtol=1e-5)
+            _, std = training._mean_and_std(gram[k:k + 1], mean[k:k + 1])
+            np.testing.assert_allclose(std[0], want_std[0], rtol=2e-2, atol=1e-2 * float(want_std.numpy().max()))
+        view = data.centre_square(images.load_style_image(path, config.style_size), metanet.ENCODE_SIDE)
+        np.testing.assert_allclose(task.styles.views[[1, 0, 1][k]], view, atol=0.51)
+    capsys.readouterr()
+    again = training.MetaNetTask(config, data.SkippedFiles())
+    assert "read 2 styles' views and colours from" in capsys.readouterr().out
+    assert again.styles.prepared == 2 and again.styles.files == task.styles.files
+    np.testing.assert_array_equal(again.styles.views, task.styles.views)
+    np.testing.assert_array_equal(again.styles.statistics, task.styles.statistics)
+    np.testing.assert_array_equal(again.styles.targets(np.array([0]))["relu2_1"][0], targets["relu2_1"][0][1:2])
+    ids = np.concatenate([np.asarray(b["style_ids"]) for b in again.dataset().take(20)])
+    assert set(ids) == {0, 1}

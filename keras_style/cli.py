@@ -95,7 +95,13 @@ def build_eval_parser():
                         "natively, e.g. AVX-512 BF16, AMX or a GPU of compute capability 8.0+; "
                         "float32 elsewhere, where bfloat16 is emulated and slower)")
     g = p.add_argument_group("optimisation (no --model_file)")
-    g.add_argument("--iterations", type=int, default=100)
+    g.add_argument("--iterations", type=int, default=100,
+                   help="L-BFGS (or Adam) iterations in all, over every scale (default 100)")
+    g.add_argument("--scales", nargs="+", default=["auto"], metavar="PX",
+                   help="coarse-to-fine: optimise first at these smaller sizes (longer side), each result "
+                        "enlarged to start the next, then at --image_size with 30%% of the iterations. "
+                        "auto (default): halvings of --image_size down to 256 (512 -> 256; "
+                        "2048 -> 256 512 1024); none: only at --image_size")
     g.add_argument("--image_size", type=int, default=512, metavar="PX",
                    help="longer side of the result (default 512)")
     g.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
@@ -299,6 +305,7 @@ def _eval_optimise(args, photos):
         raise UserError("--image_size must be at least 16 pixels")
     if args.save_every < 0:
         raise UserError("--save_every must not be negative")
+    scales = _scales(args.scales, args.image_size)
     options.validate()
     # Style statistics do not depend on size, so tiny style images are simply enlarged.
     styles = [images.load_style_image(s, args.image_size, MIN_VGG_SIDE) for s in args.style_image]
@@ -314,13 +321,30 @@ def _eval_optimise(args, photos):
                             "on each side (raise --image_size)")
         save = lambda i, img: images.save_image(img, target.with_name(f"{target.stem}_{i:04d}{target.suffix}"))  # noqa: E731
         reporter = optimize.ProgressReporter(args.iterations, args.save_every, save)
-        result = optimize.stylize_with_optimisation(transfer, content, styles, args.style_weights,
-                                                    args.preserve_color, reporter)
+        plan = optimize.coarse_to_fine_plan(max(content.shape[:2]), args.iterations, scales,
+                                            shorter_ratio=min(content.shape[:2]) / max(content.shape[:2]))
+        result = optimize.stylize_with_optimisation(
+            transfer, content, styles, args.style_weights, args.preserve_color, reporter, plan,
+            lambda index, shape, iterations: reporter.start_scale(index, shape, iterations, len(plan)))
+        reporter.close()
         images.save_image(result, target)
         print(f"{target}  ({content.shape[1]}x{content.shape[0]}, {reporter.iterations_done} iterations, "
               f"{reporter.seconds_per_iteration():.2f} s/iteration)")
 
     _for_each_photo(photos, targets, work)
+
+
+def _scales(values, image_size):
+    """--scales: "auto", "none", or sizes in pixels between 16 and --image_size."""
+    if len(values) == 1 and values[0] in ("auto", "none"):
+        return values[0]
+    sizes = []
+    for value in values:
+        if not value.isdigit() or not MIN_VGG_SIDE <= int(value) < image_size:
+            raise UserError(f"--scales {value}: give auto, none, or sizes in pixels from {MIN_VGG_SIDE} "
+                            f"to below --image_size ({image_size})")
+        sizes.append(int(value))
+    return sizes
 
 
 # --------------------------------------------------------------------------------------------- train

@@ -19,6 +19,9 @@ from keras_style.vgg import build_vgg
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+COARSEST = 256      # the smallest scale of the default coarse-to-fine pyramid (longer side)
+FINAL_SHARE = 0.3   # the share of the iterations spent at the full size
+MIN_SIDE = 16       # VGG19 pools four times before relu5_1
 
 
 @dataclass
@@ -73,19 +76,39 @@ class GatysTransfer:
         features = self.vgg(content[None])
         return {name: features[name] for name in self.options.content_layers}
 
-    def run(self, content, styles, style_weights=None, on_step=None):
+    def run(self, content, styles, style_weights=None, on_step=None, start=None, iterations=None):
         """Return the stylised image. `on_step(iteration, image, parts)` is called each iteration.
 
-        Ctrl-C stops early and returns the best image found so far.
+        `start`: the image to start from (default: `options.init`); `iterations`: how many
+        (default: `options.iterations`). Ctrl-C stops early and returns the best image so far.
         """
         style_weights = normalised_weights(style_weights or [1.0] * len(styles), len(styles))
         content_targets = self.content_targets(content)
         style_grams = self.style_targets(styles, style_weights)
         value_and_grad = self._compile(content.shape, content_targets, style_grams)
-        start = self._initial_image(content)
+        start = self._initial_image(content) if start is None else start.astype(np.float32)
+        iterations = iterations or self.options.iterations
         if self.options.optimizer == "lbfgs":
-            return _run_lbfgs(value_and_grad, start, self.options.iterations, on_step)
-        return _run_adam(value_and_grad, start, self.options, on_step)
+            return _run_lbfgs(value_and_grad, start, iterations, on_step)
+        return _run_adam(value_and_grad, start, self.options, iterations, on_step)
+
+    def run_coarse_to_fine(self, content, styles, style_weights=None, plan=None, on_scale=None,
+                           on_step=None):
+        """`run` over a pyramid: `plan` is [(longer side, iterations), ...], coarse to fine, the
+        last at `content`'s own size. Each scale starts from the previous result, enlarged; the
+        photo and the styles are scaled with it, so the painting's strokes keep their size relative
+        to the picture. `on_scale(index, shape, iterations)` is called as each scale starts.
+        """
+        plan = plan or [(max(content.shape[:2]), self.options.iterations)]
+        result = None
+        for index, (size, iterations) in enumerate(plan):
+            scaled = images.resize_to_longer(content, size)
+            start = None if result is None else images.resize(result, scaled.shape[:2])
+            if on_scale:
+                on_scale(index, scaled.shape, iterations)
+            result = self.run(scaled, [images.resize_to_longer(s, size) for s in styles], style_weights,
+                              on_step, start, iterations)
+        return result
 
     def _initial_image(self, content):
         if self.options.init == "content":
@@ -153,12 +176,12 @@ def _run_lbfgs(value_and_grad, start, iterations, on_step):
     return best.image
 
 
-def _run_adam(value_and_grad, start, options, on_step):
+def _run_adam(value_and_grad, start, options, iterations, on_step):
     image = tf.Variable(start)
     optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate)
     best = _Best(start)
     try:
-        for iteration in range(1, options.iterations + 1):
+        for iteration in range(1, iterations + 1):
             parts, grad = value_and_grad(tf.convert_to_tensor(image))
             parts = _parts_to_floats(parts)
             best.offer(image.numpy(), parts["total"])
@@ -173,33 +196,77 @@ def _run_adam(value_and_grad, start, options, on_step):
     return best.image
 
 
+def coarse_to_fine_plan(image_size, iterations, scales="auto", final_share=FINAL_SHARE, shorter_ratio=1.0):
+    """[(longer side, iterations), ...] from coarse to `image_size`.
+
+    `scales`: "auto" (halvings of `image_size` down to `COARSEST`), "none" (one scale) or a list
+    of coarser sizes. The full size gets `final_share` of the iterations (at least one), the coarser
+    sizes share the rest equally: an iteration at half the size costs a quarter. Sizes at which the
+    shorter side (`shorter_ratio` x the longer) would be under `MIN_SIDE` are left out.
+    """
+    if scales == "auto":
+        sizes, size = [], image_size // 2
+        while size >= COARSEST:
+            sizes.insert(0, size)
+            size //= 2
+    elif scales == "none":
+        sizes = []
+    else:
+        sizes = sorted({int(s) for s in scales if int(s) < image_size})
+    sizes = [size for size in sizes if round(size * shorter_ratio) >= MIN_SIDE]
+    if not sizes or iterations < 2:
+        return [(image_size, iterations)]
+    final = min(iterations - 1, max(1, round(iterations * final_share)))
+    coarse = [(iterations - final) // len(sizes)] * len(sizes)
+    coarse[0] += iterations - final - sum(coarse)
+    plan = [(size, count) for size, count in zip(sizes, coarse) if count] + [(image_size, final)]
+    return plan
+
+
 def stylize_with_optimisation(transfer, content, styles, style_weights=None, preserve_color=False,
-                              on_step=None):
-    """`transfer.run`, with luminance-only transfer when `preserve_color` keeps the photo's colours."""
+                              on_step=None, plan=None, on_scale=None):
+    """`transfer.run_coarse_to_fine`, with luminance-only transfer when `preserve_color` keeps the
+    photo's colours."""
     if not preserve_color:
-        return transfer.run(content, styles, style_weights, on_step)
+        return transfer.run_coarse_to_fine(content, styles, style_weights, plan, on_scale, on_step)
     gray_content = images.luminance_as_rgb(content)
     gray_styles = [images.luminance_as_rgb(s, like=content) for s in styles]
-    recolour = (lambda i, img, parts: on_step(i, images.with_colours_of(img, content), parts)
-                ) if on_step else None
-    result = transfer.run(gray_content, gray_styles, style_weights, recolour)
+    recolour = (lambda i, img, parts: on_step(i, images.with_colours_of(img, images.resize(
+        content, img.shape[:2])), parts)) if on_step else None
+    result = transfer.run_coarse_to_fine(gray_content, gray_styles, style_weights, plan, on_scale, recolour)
     return images.with_colours_of(result, content)
 
 
 class ProgressReporter:
-    """Progress bar for optimisation: iteration, loss parts and ETA; optional intermediate images."""
+    """Progress bar for optimisation, one per scale: iteration, loss parts and ETA; optional
+    intermediate images every `save_every` iterations (counted over all scales)."""
 
     def __init__(self, iterations, save_every=0, save=None):
-        self.bar = Progress(iterations, label="iteration", log_seconds=10.0)
+        self.total = iterations
         self.save_every, self.save = save_every, save
         self.started = time.perf_counter()
         self.iterations_done = 0
+        self.bar, self.before_scale = None, 0
+        self.scale_label = ""
+
+    def start_scale(self, index, shape, iterations, count=1):
+        if self.bar:
+            self.bar.close()
+        self.before_scale = self.iterations_done
+        label = f"{shape[1]}x{shape[0]}" + (f" (scale {index + 1}/{count})" if count > 1 else "")
+        self.bar = Progress(iterations, label=f"{label} iteration", log_seconds=10.0)
 
     def __call__(self, iteration, image, parts):
-        self.iterations_done = iteration
+        if self.bar is None:
+            self.start_scale(0, image.shape, self.total)
+        self.iterations_done = self.before_scale + iteration
         self.bar.update(iteration, {k: parts[k] for k in ("total", "content", "style", "tv")})
-        if self.save and self.save_every and iteration % self.save_every == 0:
-            self.save(iteration, image)
+        if self.save and self.save_every and self.iterations_done % self.save_every == 0:
+            self.save(self.iterations_done, image)
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
 
     def seconds_per_iteration(self):
         return (time.perf_counter() - self.started) / max(1, self.iterations_done)

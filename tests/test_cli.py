@@ -143,6 +143,30 @@ def test_gatys_lbfgs_default_output_name(tmp_path):
     assert (tmp_path / "generated" / "res_[s]_[p].jpg").is_file()
 
 
+def test_gatys_coarse_to_fine_shows_each_scale(tmp_path):
+    photo(tmp_path / "p.jpg", (60, 40))
+    photo(tmp_path / "s.jpg", (30, 30), seed=3)
+    result = run("eval.py", "--image_file", "p.jpg", "--style_image", "s.jpg", "--iterations", "5",
+                 "--image_size", "64", "--scales", "32", "--save_every", "2", "--output", "o.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o.png").size == (64, 43)
+    assert re.search(r"^32x22 \(scale 1/2\) iteration 3/3 ", result.stdout, re.M)
+    assert re.search(r"^64x43 \(scale 2/2\) iteration 2/2 ", result.stdout, re.M)
+    assert "5 iterations" in result.stdout
+    assert sorted(p.name for p in tmp_path.glob("o_*.png")) == ["o_0002.png", "o_0004.png"]
+    assert Image.open(tmp_path / "o_0002.png").size == (32, 22)  # intermediate images at their scale
+
+
+def test_coarse_to_fine_plans():
+    from keras_style.optimize import coarse_to_fine_plan as plan
+    assert plan(512, 100) == [(256, 70), (512, 30)]
+    assert plan(2048, 100) == [(256, 24), (512, 23), (1024, 23), (2048, 30)]
+    assert plan(256, 100) == [(256, 100)] and plan(512, 100, "none") == [(512, 100)]
+    assert plan(512, 1) == [(512, 1)] and plan(512, 2) == [(256, 1), (512, 1)]
+    assert plan(512, 10, [128, 300, 900]) == [(128, 4), (300, 3), (512, 3)]
+    assert plan(600, 10, shorter_ratio=0.05) == [(600, 10)]  # 300 x 15 would be too thin for VGG
+
+
 @pytest.mark.parametrize("make, args, fragment", [
     (lambda d: None, ["--image_file", "missing.jpg", "--style_image", "s.jpg"], "missing.jpg"),
     (lambda d: (d / "e.jpg").write_bytes(b""), ["--image_file", "e.jpg", "--style_image", "s.jpg"],
@@ -159,6 +183,9 @@ def test_gatys_lbfgs_default_output_name(tmp_path):
      "--style_weights"),
     (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--iterations", "0"],
      "--iterations"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--scales", "600"],
+     "--scales 600: give auto, none, or sizes in pixels from 16 to below --image_size"),
+    (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--scales", "big"], "--scales big"),
     (lambda d: None, ["--image_file", "p.jpg", "--style_image", "s.jpg", "--style_layers", "fc7"],
      "fc7"),
     (lambda d: None, ["--image_file", "p.jpg", "--iterations", "x"], "invalid int"),

@@ -13,6 +13,8 @@ from keras_style.errors import UserError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter quiet
 
 DEFAULT_OUTPUT_DIR = Path("generated")
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_PHOTO, SAMPLE_STYLE = SAMPLES / "chelsea.jpg", SAMPLES / "rocket.jpg"  # what exports are checked on
 MIN_VGG_SIDE = 16  # VGG19 pools four times before relu5_1
 
 
@@ -90,6 +92,10 @@ def build_eval_parser():
                         "res_[<model>+<style>]_[<image>].jpg for a MetaNet)")
     p.add_argument("--max_size", type=int, metavar="PX",
                    help="with --model_file: shrink photos so the longer side is at most PX")
+    p.add_argument("--tile_size", type=int, metavar="PX",
+                   help="with --model_file: stylise in tiles of PX x PX pixels (with the whole photo's "
+                        "normalisation statistics, so no seams). Default: photos over 4 megapixels in "
+                        "tiles of 1024, whatever their size; smaller ones whole")
     p.add_argument("--precision", choices=("auto", "bfloat16", "float32"), default="auto",
                    help="arithmetic of the networks (default auto: bfloat16 where the hardware has it "
                         "natively, e.g. AVX-512 BF16, AMX or a GPU of compute capability 8.0+; "
@@ -134,6 +140,8 @@ def _eval(args):
     photos = _collect_photos(args.image_file)
     if args.max_size is not None and args.max_size < 1:
         raise UserError("--max_size must be a positive number of pixels")
+    if args.tile_size is not None and not 64 <= args.tile_size <= 8192:
+        raise UserError("--tile_size must be from 64 to 8192 pixels")
     if (args.save_style or args.style_file) and not args.model_file:
         raise UserError("--save_style and --style_file need a MetaNet --model_file")
     if args.style_file and args.style_image:
@@ -153,7 +161,7 @@ def _collect_photos(paths):
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found = images.find_images(path)
+            found = images.find_images(path)  # (videos only when named: a folder's GIFs are images)
             if not found:
                 raise UserError(f"{path}: folder holds no images")
             photos.extend(found)
@@ -165,15 +173,24 @@ def _collect_photos(paths):
 
 
 def output_paths(photos, tag, output, protected):
-    """Where each result goes; refuses to write over an input or to give two photos one name."""
+    """Where each result goes (a video's is an .mp4); refuses to write over an input or to give two
+    photos one name."""
     from keras_style.images import SAVE_FORMATS, save_format
-    if output and Path(output).suffix and not Path(output).is_dir():
+    from keras_style.video import is_video
+    suffix = Path(output).suffix.lower() if output else ""
+    if suffix == ".mp4":
+        if len(photos) != 1 or not is_video(photos[0]):
+            raise UserError(f"--output {output}: an .mp4 result needs one video as --image_file")
+    elif output and suffix and not Path(output).is_dir():
         save_format(output, f"--output {output}", alternative="or a folder")
-    single_file = output and len(photos) == 1 and Path(output).suffix.lower() in SAVE_FORMATS
-    if output and not single_file and Path(output).suffix.lower() in SAVE_FORMATS:
+        if len(photos) == 1 and is_video(photos[0]):
+            raise UserError(f"--output {output}: a video's result is an .mp4 (or give a folder)")
+    single_file = output and len(photos) == 1 and (suffix in SAVE_FORMATS or suffix == ".mp4")
+    if output and not single_file and suffix in SAVE_FORMATS:
         raise UserError(f"--output {output}: {len(photos)} photos need a folder, not a file name")
     folder = Path(output) if output and not single_file else DEFAULT_OUTPUT_DIR
-    targets = [Path(output)] if single_file else [folder / f"res_[{tag}]_[{p.stem}].jpg" for p in photos]
+    targets = [Path(output)] if single_file else [
+        folder / f"res_[{tag}]_[{p.stem}]{'.mp4' if is_video(p) else '.jpg'}" for p in photos]
     if len(set(targets)) != len(targets):
         raise UserError("two photos have the same file name; stylise them separately or use --output")
     for target in targets:
@@ -205,7 +222,7 @@ def _for_each_photo(photos, targets, work):
 
 
 def _eval_model(args, photos):
-    from keras_style import images, precision, stylize
+    from keras_style import images, precision, stylize, video
     model_files = [Path(m) for m in args.model_file]
     if args.output and len(model_files) > 1 and Path(args.output).suffix:
         raise UserError(f"--output {args.output}: {len(model_files)} models need a folder")
@@ -231,14 +248,16 @@ def _eval_model(args, photos):
     results = {photo: [] for photo in photos}
 
     def work(photo, targets):
-        if args.max_size is None:
-            _check_stylize_size(photo)
-        image = images.load_image(photo, max_size=args.max_size)
-        results[photo].append(("photo", image))
+        if video.is_video(photo):
+            return _stylize_video(photo, plans, targets, args)
+        image = _load_photo(photo, args.max_size)
+        if args.gallery:
+            results[photo].append(("photo", image))
         for (stylizer, _), target in zip(plans, targets):
-            result, seconds = stylize.timed(stylizer, image)
+            result, seconds = stylize.timed(stylizer, image, args.tile_size)
             images.save_image(result, target)
-            results[photo].append((stylizer.name, result))
+            if args.gallery:
+                results[photo].append((stylizer.name, result))
             print(f"{target}  ({image.shape[1]}x{image.shape[0]}, {seconds:.3f} s)")
 
     _for_each_photo(photos, list(zip(*(targets for _, targets in plans))), work)
@@ -247,15 +266,23 @@ def _eval_model(args, photos):
         print(f"{args.gallery}  (gallery)")
 
 
-def _check_stylize_size(photo):
-    """Refuse photos whose activations would not fit in memory before decoding them."""
+def _stylize_video(path, plans, targets, args):
+    from keras_style import video
+    clip = video.Clip(path, args.max_size)
+    for (stylizer, _), target in zip(plans, targets):
+        print(f"{path}: {clip.size[0]}x{clip.size[1]} at {clip.fps:g} frames/s"
+              + (", with audio" if clip.has_audio else ""))
+        frames, seconds = video.stylize_clip(stylizer, clip, target, tile_size=args.tile_size)
+        print(f"{target}  ({frames} frames, {frames / seconds:.1f} frames/s)")
+
+
+def _load_photo(photo, max_size):
+    """A photo to stylise; one too big to stylise whole stays 8-bit (a quarter of float32's memory)."""
+    import numpy as np
     from keras_style import images, stylize
     width, height = images.header_size(photo)
-    if width * height > stylize.MAX_PIXELS:
-        side = stylize.largest_max_size(width, height)
-        raise UserError(f"{photo}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
-                        f"{stylize.MAX_PIXELS / 1e6:.0f} a network stylises in one piece within memory; "
-                        f"pass --max_size {side} (or smaller) to scale it down")
+    big = width * height > stylize.WHOLE_PIXELS and (max_size is None or max_size >= max(width, height))
+    return images.load_image(photo, max_size=max_size, dtype=np.uint8 if big else np.float32)
 
 
 def _stylizer(model, path, args):
@@ -295,7 +322,9 @@ def _save_style(vector, path):
 
 
 def _eval_optimise(args, photos):
-    from keras_style import images, optimize
+    from keras_style import images, optimize, video
+    if any(video.is_video(p) for p in photos):
+        raise UserError("stylising a video needs a trained network (--model_file); optimisation is per image")
     options = optimize.GatysOptions(
         iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
         content_weight=args.content_weight, style_weight=args.style_weight,
@@ -345,6 +374,61 @@ def _scales(values, image_size):
                             f"to below --image_size ({image_size})")
         sizes.append(int(value))
     return sizes
+
+
+# -------------------------------------------------------------------------------------------- export
+
+def build_export_parser():
+    p = _Parser(
+        prog="export.py",
+        description="Export a model file to a TensorFlow SavedModel (TF Serving, the TF.js converter) "
+                    "and to TFLite (phones). Each export is loaded back and run on a sample photo, and "
+                    "kept only if it matches the model (in float32) within 1 level of 255.",
+        epilog="examples:\n"
+               "  python export.py --model_file pretrained/wave.keras\n"
+               "  python export.py --model_file pretrained/metanet.keras --style_image painting.jpg\n"
+               "  python export.py --model_file pretrained/metanet.keras --output exported/metanet",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_file", required=True, metavar="M.keras", help="a model file from train.py")
+    p.add_argument("--output", metavar="FOLDER", help="where to write (default: exported/<model>)")
+    p.add_argument("--style_image", nargs="+", metavar="IMG",
+                   help="with a MetaNet: export the transform for this (blend of) style(s) only")
+    p.add_argument("--style_weights", nargs="+", type=float, metavar="W")
+    p.add_argument("--style_file", metavar="S.npy", help="with a MetaNet: a style saved with --save_style")
+    p.add_argument("--formats", nargs="+", choices=("saved_model", "tflite"), default=["saved_model", "tflite"])
+    p.add_argument("--float16", action="store_true",
+                   help="store the TFLite weights in float16 (half the file; checked within 4 levels)")
+    return p
+
+
+def export_main(argv=None):
+    args = build_export_parser().parse_args(argv)
+    return _run("export.py", lambda: _export(args))
+
+
+def _export(args):
+    from keras_style import export, images, stylize
+    model_path = Path(args.model_file)
+    if args.style_file and args.style_image:
+        raise UserError("give --style_image or --style_file, not both")
+    model, is_metanet = export.load(model_path)
+    name, params = model_path.stem, None
+    if args.style_image or args.style_file:
+        stylizer = _stylizer(model, model_path, args)  # refuses a per-style model
+        name, params = stylizer.name, stylizer.params.numpy()
+    module = export.exportable(model, params)
+    photo = images.resize_to_max(images.load_image(SAMPLE_PHOTO), 256)
+    inputs = [photo]
+    if is_metanet and params is None:
+        inputs.append(images.resize_shorter_to(images.load_image(SAMPLE_STYLE), stylize.STYLE_SIDE))
+    folder = Path(args.output) if args.output else Path("exported") / model_path.stem
+    for path, mean, largest in export.export(module, folder, name, inputs, args.formats, args.float16):
+        size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        speed = ""
+        if path.suffix == ".tflite":
+            speed = f", {export.timed_tflite(path, *inputs):.3f} s for {photo.shape[1]}x{photo.shape[0]}"
+        print(f"{path}  ({size / 1e6:.1f} MB; matches the model within {largest:.2f} of 255, "
+              f"{mean:.3f} on average{speed})")
 
 
 # --------------------------------------------------------------------------------------------- train

@@ -27,8 +27,10 @@ class ImageError(UserError):
     """An image file that cannot be read or written."""
 
 
-def load_image(path, max_size=None):
-    """Read `path` as float32 RGB in [0, 255]; with `max_size`, the longer side is at most that."""
+def load_image(path, max_size=None, dtype=np.float32):
+    """Read `path` as RGB in [0, 255]; with `max_size`, the longer side is at most that. `dtype`
+    np.uint8 keeps a huge photo at a quarter of float32's memory (grayscale and 16-bit files are
+    rounded to 8 bits)."""
     path = Path(path)
     _check_readable_file(path)
     try:
@@ -39,7 +41,7 @@ def load_image(path, max_size=None):
                 if max_size and img.format == "JPEG":
                     img.draft("RGB", (max_size, max_size))  # decode at reduced scale: fast, low memory
                 img = ImageOps.exif_transpose(img)
-                array = _to_rgb_array(img)
+                array = _to_rgb_array(img, dtype)
     except ImageError:
         raise
     except MemoryError:
@@ -98,14 +100,15 @@ def _describe(exc):
     return text[:200]
 
 
-def _to_rgb_array(img):
+def _to_rgb_array(img, dtype=np.float32):
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _high_depth_to_rgb(np.asarray(img, dtype=np.float64), sixteen_bit=img.mode != "F")
+        rgb = _high_depth_to_rgb(np.asarray(img, dtype=np.float64), sixteen_bit=img.mode != "F")
+        return np.rint(rgb).astype(dtype) if dtype == np.uint8 else rgb.astype(dtype)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.float32)
+    return np.asarray(img.convert("RGB"), dtype=dtype)
 
 
 def _high_depth_to_rgb(values, sixteen_bit):
@@ -174,7 +177,9 @@ def save_image(array, path, quality=95):
     """Write an RGB array in [0, 255]; the folder is created, the file replaced atomically."""
     path = Path(path)
     fmt = save_format(path)
-    img = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
+    if array.dtype != np.uint8:  # (a huge photo's result is uint8 already: no float copy of it)
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    img = Image.fromarray(array)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,15 @@ register = keras.saving.register_keras_serializable(package="keras_style")
 VGG_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
+def with_static_channels(x, channels):
+    """`x` with its channel count known to graph tracers again: a pad or repeat by computed amounts
+    leaves even the channels unknown in a traced graph, and TFLite needs them for its convolutions."""
+    if channels is None:
+        return x
+    shape = ops.shape(x)
+    return ops.reshape(x, (shape[0], shape[1], shape[2], channels))
+
+
 @register
 class ReflectionPad2D(keras.layers.Layer):
     """Pads height and width by mirroring, so convolutions see no dark border."""
@@ -43,6 +52,10 @@ class InstanceNormalization(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
+        # Normally each image's own statistics; a photo stylised in tiles, or a video, hands the
+        # norms those of the whole photo or clip instead: `statistics(layer, x)` -> (mean, variance)
+        # (tiles.py sets it, on eager calls; it is not part of the layer's config).
+        self.statistics = None
 
     def build(self, shape):
         channels = shape[-1]
@@ -54,7 +67,10 @@ class InstanceNormalization(keras.layers.Layer):
 
     def _normalise(self, x, scale, shift):
         x32 = ops.cast(x, "float32")
-        mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        if self.statistics is None:
+            mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        else:
+            mean, variance = self.statistics(self, x32)
         y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
         return ops.cast(y * scale + shift, self.compute_dtype)
 
@@ -127,6 +143,7 @@ class PadToMultiple(keras.layers.Layer):
 
     def call(self, x):
         shape = ops.shape(x)
+        channels = x.shape[-1]
         pad_h = (-shape[1]) % self.multiple
         pad_w = (-shape[2]) % self.multiple
         # A symmetric pad can add at most the current size, so tiny inputs (1 px to a multiple of 4)
@@ -136,7 +153,7 @@ class PadToMultiple(keras.layers.Layer):
             step_h, step_w = ops.minimum(pad_h, shape[1]), ops.minimum(pad_w, shape[2])
             x = ops.pad(x, [[0, 0], [0, step_h], [0, step_w], [0, 0]], mode="symmetric")
             pad_h, pad_w = pad_h - step_h, pad_w - step_w
-        return x
+        return with_static_channels(x, channels)
 
     def compute_output_shape(self, shape):
         grow = lambda n: None if n is None else n + (-n) % self.multiple  # noqa: E731

@@ -167,14 +167,15 @@ class policy_scope:
         keras.config.set_dtype_policy(self.previous)
 
 
-def recast(model, dtype_of):
+def recast(model, dtype_of, class_of=type):
     """A copy of a functional model (nested ones included) whose layers take the dtype policy
-    `dtype_of(layer)` names, with the same weights cast to it; not trainable."""
+    `dtype_of(layer)` names, with the same weights cast to it; not trainable. `class_of(layer)` may
+    swap a layer's class for a compatible one."""
     import keras
     import numpy as np
 
     def clone(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype_of(layer)})
+        return class_of(layer).from_config({**layer.get_config(), "dtype": dtype_of(layer)})
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     for target, source in zip(copy.weights, model.weights):

@@ -7,22 +7,16 @@ import numpy as np
 import tensorflow as tf
 
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
-from keras_style import images, precision
+from keras_style import images, precision, tiles
 from keras_style.errors import UserError
 from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
 # A MetaNet encodes a style image with its shorter side scaled to this, as in training.
 STYLE_SIDE = ENCODE_SIDE
-# Photos up to 4096 x 4096 are stylised in one piece: a base-8 network peaks at 3.5 GB there (and
-# takes 15 s on two cores); larger ones must be scaled down with --max_size.
-MAX_PIXELS = 4096 * 4096
-
-
-def largest_max_size(width, height):
-    """The largest --max_size (a multiple of 16) that brings a width x height photo within MAX_PIXELS."""
-    scale = (MAX_PIXELS / (width * height)) ** 0.5
-    return int(max(width, height) * scale) // 16 * 16
+# Photos up to this many pixels are stylised in one piece (a base-8 network peaks near 1 GB at
+# 2048 x 2048); larger ones in tiles (tiles.py), whose memory does not grow with the photo.
+WHOLE_PIXELS = 2048 * 2048
 
 
 def load_model(path):
@@ -64,15 +58,19 @@ class TransformStylizer:
             raise UserError(f"{path}: a MetaNet model needs a style: give --style_image (or --style_file)")
         if len(model.inputs) != 1:
             raise UserError(f"{path}: not a per-style transform network")
-        self.model = model
+        self.model = self.network = model
         self.name = path.stem
         # One trace for every image size; traced here so the first photo's timing is honest.
         self._run = tf.function(lambda x: model(x, training=False), input_signature=[_PHOTO])
         self._run(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)))
 
-    def __call__(self, image):
-        """(H, W, 3) float32 in [0, 255] -> stylised (H, W, 3) float32 in [0, 255]."""
-        return _apply(self._run, image)
+    def forward(self, batch):
+        """The network on a (1, H, W, 3) float32 tensor (for tiles.py, which hands its norms statistics)."""
+        return self.model(batch, training=False)
+
+    def __call__(self, image, tile_size=None):
+        """(H, W, 3) in [0, 255] -> stylised (H, W, 3) in [0, 255]: see `stylize`."""
+        return stylize(self, image, tile_size)
 
 
 class MetaNetStylizer:
@@ -95,6 +93,11 @@ class MetaNetStylizer:
                                       input_signature=[_PHOTO, params])
         self._transform(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)), tf.zeros((1, self.param_size)))
         self._run = lambda x: self._transform(x, self.params)
+        self.network = transform
+
+    def forward(self, batch):
+        """The transform with the style set on a (1, H, W, 3) float32 tensor (see `TransformStylizer`)."""
+        return self.network([batch, self.params], training=False)
 
     @property
     def name(self):
@@ -132,11 +135,11 @@ class MetaNetStylizer:
             raise UserError(f"{path}: the style vector holds non-finite values")
         return vector.astype(np.float32)
 
-    def __call__(self, image):
-        """(H, W, 3) float32 in [0, 255] -> stylised (H, W, 3) float32 in [0, 255]."""
+    def __call__(self, image, tile_size=None):
+        """(H, W, 3) in [0, 255] -> stylised (H, W, 3) in [0, 255]: see `stylize`."""
         if self.params is None:
             raise ValueError("MetaNetStylizer: use_style() first")
-        return _apply(self._run, image)
+        return stylize(self, image, tile_size)
 
 
 def normalised_weights(weights, count):
@@ -147,6 +150,15 @@ def normalised_weights(weights, count):
         raise UserError("--style_weights must be non-negative and not all zero")
     total = float(sum(weights))
     return [w / total for w in weights]
+
+
+def stylize(stylizer, image, tile_size=None):
+    """A photo (H, W, 3) in [0, 255] stylised: in one piece (float32) up to `WHOLE_PIXELS` unless a
+    `tile_size` is given, else in tiles of that size (default `tiles.TILE_SIZE`; uint8) with the
+    whole photo's normalisation statistics."""
+    if tile_size is None and image.shape[0] * image.shape[1] <= WHOLE_PIXELS:
+        return _apply(stylizer._run, image)
+    return tiles.stylize_tiles(stylizer.network, stylizer.forward, image, tile_size or tiles.TILE_SIZE)
 
 
 def _apply(run, image):

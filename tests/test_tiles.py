@@ -1,0 +1,101 @@
+"""Stylising in tiles: the same picture as in one piece, with the whole photo's norm statistics."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_style import tiles
+from keras_style.metanet import build_meta_transform
+from keras_style.transform import build_transform_net
+
+
+@pytest.fixture(scope="module")
+def network():
+    keras.utils.set_random_seed(7)
+    model = build_transform_net(4, 2)
+    for layer in tiles.norm_layers(model):  # norms with visible scales and shifts
+        rng = np.random.default_rng(len(layer.name))
+        layer.set_weights([rng.uniform(0.5, 1.5, layer.gamma.shape).astype(np.float32),
+                           rng.normal(0, 0.3, layer.beta.shape).astype(np.float32)])
+    return model
+
+
+def smooth_photo(height, width, seed=0):
+    """A photo-like image: smooth shapes plus a little texture (random pixels have no structure)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(6 * x + 3 * c) * np.cos(5 * y - c) for c in range(3)]
+    image = 128 + 90 * np.stack(channels, axis=-1) + rng.normal(0, 12, (height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def run_of(model):
+    return lambda batch: model(batch, training=False)
+
+
+def whole(model, photo):
+    return np.asarray(model(photo[None].astype(np.float32)))[0]
+
+
+def test_tile_grid_covers_the_photo_once():
+    grid = tiles.tile_grid(70, 45, 32)
+    covered = np.zeros((70, 45), int)
+    for top, left, bottom, right in grid:
+        covered[top:bottom, left:right] += 1
+    assert (covered == 1).all() and len(grid) == 3 * 2
+
+
+def test_exact_statistics_give_the_whole_photos_pixels(network):
+    # (Sides that are multiples of 4: a network pads other photos to one, and the padding counts in
+    # the statistics of the photo taken whole but not in the tiles'.)
+    photo = smooth_photo(152, 132)
+    want = whole(network, photo)
+    got = tiles.stylize_tiles(network, run_of(network), photo, tile_size=48)
+    assert got.dtype == np.uint8 and got.shape == photo.shape
+    assert np.abs(got - np.clip(want, 0, 255)).mean() < 0.6  # rounding to 8 bits
+
+
+def test_each_tiles_own_statistics_would_show_seams(network):
+    """Why the statistics are handed over: tiles normalised by themselves differ from the whole."""
+    photo = smooth_photo(128, 128, seed=2)
+    want = np.clip(whole(network, photo), 0, 255)
+    own = np.zeros_like(want)
+    for top, left, bottom, right in tiles.tile_grid(128, 128, 64):
+        own[top:bottom, left:right] = whole(network, photo[top:bottom, left:right])
+    handed = tiles.stylize_tiles(network, run_of(network), photo, tile_size=64)
+    assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
+
+
+def test_statistics_accumulated_over_frames_pool_the_frames(network):
+    """Over two frames of one size, the first norm's mean is their means' mean and its variance
+    their variances' mean plus the spread of their means (as for one image made of both)."""
+    a, b = smooth_photo(40, 48, seed=3), smooth_photo(40, 48, seed=4)
+    first = tiles.norm_layers(network)[0].name
+    pooled = tiles.NormStatistics(network, run_of(network))
+    pooled.accumulate(a)
+    pooled.accumulate(b)
+    apart = []
+    for frame in (a, b):
+        single = tiles.NormStatistics(network, run_of(network))
+        single.accumulate(frame)
+        apart.append([np.asarray(v, np.float64) for v in single.fixed(first)])
+    (mean_a, var_a), (mean_b, var_b) = apart
+    np.testing.assert_allclose(np.asarray(pooled.fixed(first)[0]), (mean_a + mean_b) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(pooled.fixed(first)[1]),
+                               (var_a + var_b) / 2 + np.square((mean_a - mean_b) / 2), rtol=1e-4, atol=1e-7)
+    # Stylising one frame with its own statistics is stylising it alone.
+    alone = np.asarray(single.stylize(tf.constant(b[None], tf.float32)))[0]
+    np.testing.assert_allclose(alone, whole(network, b), atol=0.05)
+
+
+def test_the_metanet_transform_takes_statistics_too():
+    keras.utils.set_random_seed(2)
+    transform = build_meta_transform(2, 4, 1)
+    params = tf.constant(np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1])),
+                         tf.float32)
+    photo = smooth_photo(92, 72, seed=5)
+    run = lambda batch: transform([batch, params], training=False)  # noqa: E731
+    want = np.clip(np.asarray(run(tf.constant(photo[None], tf.float32)))[0], 0, 255)
+    got = tiles.stylize_tiles(transform, run, photo, tile_size=32)
+    assert np.abs(got - want).mean() < 0.6
+    assert all(layer.statistics is None for layer in tiles.norm_layers(transform))  # handed back

@@ -96,6 +96,9 @@ def build_eval_parser():
                    help="with --model_file: stylise in tiles of PX x PX pixels (with the whole photo's "
                         "normalisation statistics, so no seams). Default: photos over 4 megapixels in "
                         "tiles of 1024, whatever their size; smaller ones whole")
+    p.add_argument("--smoothing", type=float, default=0.3, metavar="S",
+                   help="with a video: the share of the previous result, moved with the camera, kept where "
+                        "the picture did not change, against flicker (default 0.3; 0 for none)")
     p.add_argument("--precision", choices=("auto", "bfloat16", "float32"), default="auto",
                    help="arithmetic of the networks (default auto: bfloat16 where the hardware has it "
                         "natively, e.g. AVX-512 BF16, AMX or a GPU of compute capability 8.0+; "
@@ -140,6 +143,8 @@ def _eval(args):
     photos = _collect_photos(args.image_file)
     if args.max_size is not None and args.max_size < 1:
         raise UserError("--max_size must be a positive number of pixels")
+    if not 0 <= args.smoothing < 1:
+        raise UserError("--smoothing must be from 0 to below 1")
     if args.tile_size is not None and not 64 <= args.tile_size <= 8192:
         raise UserError("--tile_size must be from 64 to 8192 pixels")
     if (args.save_style or args.style_file) and not args.model_file:
@@ -272,7 +277,8 @@ def _stylize_video(path, plans, targets, args):
     for (stylizer, _), target in zip(plans, targets):
         print(f"{path}: {clip.size[0]}x{clip.size[1]} at {clip.fps:g} frames/s"
               + (", with audio" if clip.has_audio else ""))
-        frames, seconds = video.stylize_clip(stylizer, clip, target, tile_size=args.tile_size)
+        frames, seconds = video.stylize_clip(lambda frame: stylizer(frame, args.tile_size), clip, target,
+                                             args.smoothing)
         print(f"{target}  ({frames} frames, {frames / seconds:.1f} frames/s)")
 
 

@@ -12,8 +12,6 @@ statistics found before. The passes stop at the norm they measure, so all of the
 about half a pass per norm. Statistics from a reduced copy of the photo are cheaper and wrong:
 measured on a 2048 x 1536 photo with pretrained/wave.keras, a copy at half the size put the tiled
 result 5.9 levels of 255 from the whole one on average, a quarter 11.9; exact, 0.46.
-
-`NormStatistics` also pools statistics over several images: a video's frames (video.py).
 """
 import keras
 import numpy as np
@@ -96,28 +94,6 @@ class NormStatistics:
 
     def fixed(self, name):
         return _moments(*[tf.constant(v) for v in self.sums[name]])
-
-    def accumulate(self, image):
-        """Pool `image` (H, W, 3) into the statistics, in one pass: each norm normalises it with the
-        statistics pooled so far, its own included (for the first image, its own alone)."""
-        measured = {}
-        before = dict(self.sums)
-
-        def source(layer, x):
-            values = tf.cast(x[0], tf.float64)
-            sums = (tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float64), tf.reduce_sum(values, axis=[0, 1]),
-                    tf.reduce_sum(tf.square(values), axis=[0, 1]))
-            measured[layer.name] = sums
-            if layer.name in before:
-                sums = tuple(a + tf.constant(b) for a, b in zip(sums, before[layer.name]))
-            return _moments(*sums)
-
-        passed = self._traced(source, lambda batch, box: (self.run(batch), measured)[1])
-        found = passed(tf.constant(np.asarray(image, np.float32)[None]), tf.zeros(4, tf.int32))
-        for name, sums in found.items():
-            self.sums[name] = tuple(np.asarray(s) + (before[name][k] if name in before else 0.0)
-                                    for k, s in enumerate(sums))
-        self._stylize = None
 
     def measure_tiles(self, photo, grid, margin, progress=None):
         """The whole photo's statistics, exactly, from its tiles: one pass over them per norm."""

@@ -66,28 +66,6 @@ def test_each_tiles_own_statistics_would_show_seams(network):
     assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
 
 
-def test_statistics_accumulated_over_frames_pool_the_frames(network):
-    """Over two frames of one size, the first norm's mean is their means' mean and its variance
-    their variances' mean plus the spread of their means (as for one image made of both)."""
-    a, b = smooth_photo(40, 48, seed=3), smooth_photo(40, 48, seed=4)
-    first = tiles.norm_layers(network)[0].name
-    pooled = tiles.NormStatistics(network, run_of(network))
-    pooled.accumulate(a)
-    pooled.accumulate(b)
-    apart = []
-    for frame in (a, b):
-        single = tiles.NormStatistics(network, run_of(network))
-        single.accumulate(frame)
-        apart.append([np.asarray(v, np.float64) for v in single.fixed(first)])
-    (mean_a, var_a), (mean_b, var_b) = apart
-    np.testing.assert_allclose(np.asarray(pooled.fixed(first)[0]), (mean_a + mean_b) / 2, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(pooled.fixed(first)[1]),
-                               (var_a + var_b) / 2 + np.square((mean_a - mean_b) / 2), rtol=1e-4, atol=1e-7)
-    # Stylising one frame with its own statistics is stylising it alone.
-    alone = np.asarray(single.stylize(tf.constant(b[None], tf.float32)))[0]
-    np.testing.assert_allclose(alone, whole(network, b), atol=0.05)
-
-
 def test_the_metanet_transform_takes_statistics_too():
     keras.utils.set_random_seed(2)
     transform = build_meta_transform(2, 4, 1)

@@ -413,6 +413,7 @@ def export_main(argv=None):
 
 
 def _export(args):
+    import numpy as np
     from keras_style import export, images, stylize
     model_path = Path(args.model_file)
     if args.style_file and args.style_image:
@@ -432,7 +433,8 @@ def _export(args):
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
         speed = ""
         if path.suffix == ".tflite":
-            speed = f", {export.timed_tflite(path, *inputs):.3f} s for {photo.shape[1]}x{photo.shape[0]}"
+            timed = [np.full((512, 512, 3), 128, np.float32)] + inputs[1:]
+            speed = f", {export.timed_tflite(path, *timed):.3f} s for 512x512 with {export.TFLITE_THREADS} threads"
         print(f"{path}  ({size / 1e6:.1f} MB; matches the model within {largest:.2f} of 255, "
               f"{mean:.3f} on average{speed})")
 

@@ -24,6 +24,7 @@ from keras_style.metanet import metanet_halves
 # (TFLite and TensorFlow pick other convolution kernels, so the sums round differently).
 TOLERANCE = 1.0
 FORMATS = ("saved_model", "tflite")
+TFLITE_THREADS = 2  # as on a phone's big cores
 
 
 class _UpSampling2D(keras.layers.UpSampling2D):
@@ -102,20 +103,26 @@ def run_saved_model(folder, *inputs):
     return np.asarray(out["image"])[0]
 
 
-def run_tflite(path, *inputs):
-    """The TFLite model on `inputs` ((H, W, 3) float32 each), its input sizes set to theirs."""
-    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=2)
-    details = sorted(interpreter.get_input_details(), key=lambda d: d["name"])
-    order = {"photo": 0, "style": 1}
-    for detail in details:
-        index = next(i for name, i in order.items() if name in detail["name"])
+def tflite_runner(path, *inputs):
+    """A function running the TFLite model on `inputs` ((H, W, 3) float32 each), its input sizes
+    set to theirs; returns the (H, W, 3) result."""
+    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=TFLITE_THREADS)
+    details = interpreter.get_input_details()
+    order = [next(i for i, name in enumerate(("photo", "style")) if name in d["name"]) for d in details]
+    for detail, index in zip(details, order):
         interpreter.resize_tensor_input(detail["index"], (1,) + inputs[index].shape)
     interpreter.allocate_tensors()
-    for detail in details:
-        index = next(i for name, i in order.items() if name in detail["name"])
-        interpreter.set_tensor(detail["index"], inputs[index][None].astype(np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+
+    def run():
+        for detail, index in zip(details, order):
+            interpreter.set_tensor(detail["index"], inputs[index][None].astype(np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    return run
+
+
+def run_tflite(path, *inputs):
+    return tflite_runner(path, *inputs)()
 
 
 def check(name, got, want, tolerance=TOLERANCE):
@@ -128,11 +135,13 @@ def check(name, got, want, tolerance=TOLERANCE):
 
 
 def timed_tflite(path, *inputs, repeats=5):
-    run_tflite(path, *inputs)
+    """Median seconds of one run of the TFLite model on `inputs` (loaded and warmed up first)."""
+    run = tflite_runner(path, *inputs)
+    run()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run_tflite(path, *inputs)
+        run()
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 

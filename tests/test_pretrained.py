@@ -49,3 +49,35 @@ def test_shipped_metanet_stylises_any_style_and_solid_colours():
         assert np.isfinite(results[-1]).all() and np.isfinite(solid_photo).all()
     assert results[0].shape == photo.shape and results[0].std() > 1.0
     assert np.abs(results[1] - results[2]).mean() > 1.0  # the style changes the result
+
+
+def regions(colours, size=96, seed=0):
+    """A synthetic picture of flat colour regions: Voronoi cells of random centres, one colour each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, size, (len(colours), 2))
+    ys, xs = np.mgrid[:size, :size]
+    nearest = np.argmin((ys[..., None] - centres[:, 0]) ** 2 + (xs[..., None] - centres[:, 1]) ** 2, axis=-1)
+    return np.asarray(colours, np.float32)[nearest]
+
+
+def distance_to_hull(pixels, palette):
+    """Each pixel's RGB distance to the convex hull of `palette` (the colours mixing can give)."""
+    from scipy.optimize import nnls
+    weight = 1e3  # the row that makes the mixing weights sum to 1
+    system = np.vstack([np.asarray(palette, np.float64).T, np.full(len(palette), weight)])
+    return np.array([nnls(system, np.append(p, weight))[1] for p in pixels.reshape(-1, 3)])
+
+
+@pytest.mark.parametrize("photo_colours, painting_colours", [
+    ([(200, 120, 40), (60, 140, 60), (230, 220, 200)], [(180, 30, 30), (240, 200, 60), (40, 20, 10)]),
+    ([(120, 160, 210), (240, 240, 240), (90, 80, 70)], [(30, 90, 40), (200, 190, 120), (10, 30, 20)]),
+    ([(128, 128, 128), (40, 40, 40)], [(250, 130, 0), (250, 250, 230)]),
+])
+def test_shipped_metanet_paints_only_colours_of_the_photo_and_painting(photo_colours, painting_colours):
+    """No droplets: a result's colours stay within mixtures of the photo's and the painting's."""
+    stylizer = stylize.MetaNetStylizer(stylize.load_model(METANET), METANET)
+    painting = regions(painting_colours, 128, seed=1)
+    stylizer.use_style([stylizer.encode(painting)], "synthetic")
+    out = stylizer(regions(photo_colours, 96, seed=2))
+    distance = distance_to_hull(out, photo_colours + painting_colours)
+    assert np.percentile(distance, 99) <= 40, np.percentile(distance, [50, 99, 100])

@@ -73,6 +73,7 @@ def test_a_gif_and_max_size(trained):  # noqa: F811
     (lambda w: (w / "bad.mp4").write_text("not a video"), ["--image_file", "bad.mp4"], "bad.mp4: not a readable video"),
     (lambda w: None, ["--image_file", "clip.mp4", "--output", "x.jpg"], "a video's result is an .mp4"),
     (lambda w: None, ["--image_file", "photos/sub/p0.jpg", "--output", "x.mp4"], "needs one video"),
+    (lambda w: None, ["--image_file", "clip.mp4", "--smoothing", "1"], "--smoothing must be from 0"),
 ])
 def test_video_errors_are_one_line(trained, make, args, fragment):  # noqa: F811
     work, _ = trained

@@ -82,6 +82,9 @@ def build_eval_parser():
                         "--model_file, the style(s) to apply")
     p.add_argument("--style_weights", nargs="+", type=float, metavar="W",
                    help="one weight per --style_image (default: equal)")
+    p.add_argument("--each_style", action="store_true",
+                   help="with a MetaNet: a result for each --style_image on its own instead of one for "
+                        "their blend (e.g. for a --gallery)")
     p.add_argument("--save_style", metavar="S.npy",
                    help="with a MetaNet --model_file: also save the encoded (blended) style vector")
     p.add_argument("--style_file", metavar="S.npy",
@@ -151,6 +154,9 @@ def _eval(args):
         raise UserError("--save_style and --style_file need a MetaNet --model_file")
     if args.style_file and args.style_image:
         raise UserError("give --style_image or --style_file, not both")
+    if args.each_style and (not args.style_image or args.style_weights or not args.model_file):
+        raise UserError("--each_style needs a MetaNet --model_file and several --style_image, "
+                        "without --style_weights")
     if args.style_weights and not args.style_image:
         raise UserError("--style_weights needs --style_image (one weight per style image)")
     if args.model_file:
@@ -236,7 +242,8 @@ def _eval_model(args, photos):
     if args.save_style:
         _check_save_style_path(Path(args.save_style), protected)
     chosen = precision.chosen("stylising", args.precision)
-    stylizers = [_stylizer(stylize.in_precision(stylize.load_model(m), chosen), m, args) for m in model_files]
+    stylizers = [stylizer for m in model_files
+                 for stylizer in _stylizers(stylize.in_precision(stylize.load_model(m), chosen), m, args)]
     if args.save_style and (len(stylizers) != 1 or not isinstance(stylizers[0], stylize.MetaNetStylizer)):
         raise UserError("--save_style needs exactly one --model_file, a MetaNet")
     if args.gallery:
@@ -289,6 +296,19 @@ def _load_photo(photo, max_size):
     width, height = images.header_size(photo)
     big = width * height > stylize.WHOLE_PIXELS and (max_size is None or max_size >= max(width, height))
     return images.load_image(photo, max_size=max_size, dtype=np.uint8 if big else np.float32)
+
+
+def _stylizers(model, path, args):
+    """One stylizer for the model, or with --each_style one per --style_image."""
+    import copy
+    if not args.each_style:
+        return [_stylizer(model, path, args)]
+    stylizers = []
+    for style in args.style_image:
+        one = copy.copy(args)
+        one.style_image = [style]
+        stylizers.append(_stylizer(model, path, one))
+    return stylizers
 
 
 def _stylizer(model, path, args):

@@ -113,6 +113,19 @@ def test_saved_style_blends_and_reproduces(trained, monkeypatch, capsys):
     np.testing.assert_array_equal(*same)
 
 
+def test_each_style_gives_one_result_per_style_and_a_gallery(trained, monkeypatch, capsys):
+    work, _, _ = trained
+    result = evaluate(work, monkeypatch, capsys, "--model_file", MODEL, "--image_file", "photos/p0.jpg",
+                      "photos/p1.jpg", "--style_image", "s1.jpg", "s2.jpg", "--each_style",
+                      "--output", "each", "--gallery", "each/gallery.png")
+    assert result.returncode == 0, result.stderr
+    names = {p.name for p in (work / "each").iterdir()}
+    assert {f"res_[mn+s{i}]_[p{j}].jpg" for i in (1, 2) for j in (0, 1)} | {"gallery.png"} == names
+    first, second = (np.asarray(Image.open(work / "each" / f"res_[mn+s{i}]_[p0].jpg"), np.float32) for i in (1, 2))
+    assert np.abs(first - second).mean() > 0.5  # each its own style, not their blend twice
+    assert Image.open(work / "each" / "gallery.png").size[0] > 3 * 40
+
+
 def test_solid_colour_style_and_photo_give_finite_images(trained):
     from keras_style import stylize
     work, _, _ = trained
@@ -161,6 +174,7 @@ def test_per_style_model_refuses_a_style(trained, monkeypatch, capsys):
     (lambda w: np.save(w / "in.npy", np.zeros(7, np.float32)),
      ["--style_file", "in.npy", "--save_style", "in.npy"], ("--save_style", "overwrite an input")),
     (None, ["--style_image", "s1.jpg", "--output", "s1.jpg"], ("overwrite an input",)),
+    (None, ["--each_style", "--style_image", "s1.jpg", "s2.jpg", "--style_weights", "1", "2"], ("--each_style",)),
 ])
 def test_eval_errors_are_one_line_and_write_nothing(trained, monkeypatch, capsys, make, args,
                                                     fragments):

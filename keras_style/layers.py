@@ -52,8 +52,8 @@ class InstanceNormalization(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
-        # Normally each image's own statistics; a photo stylised in tiles, or a video, hands the
-        # norms those of the whole photo or clip instead: `statistics(layer, x)` -> (mean, variance)
+        # Normally each image's own statistics; a photo stylised in tiles hands the norms those of
+        # the whole photo instead: `statistics(layer, x)` -> (mean, variance)
         # (tiles.py sets it, on eager calls; it is not part of the layer's config).
         self.statistics = None
 

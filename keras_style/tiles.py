@@ -11,7 +11,8 @@ the input of the next norm on each tile's kept part, every earlier norm using th
 statistics found before. The passes stop at the norm they measure, so all of them together cost
 about half a pass per norm. Statistics from a reduced copy of the photo are cheaper and wrong:
 measured on a 2048 x 1536 photo with pretrained/wave.keras, a copy at half the size put the tiled
-result 5.9 levels of 255 from the whole one on average, a quarter 11.9; exact, 0.46.
+result 5.9 levels of 255 from the whole one on average, a quarter 11.9; exact, 0.46. Measuring on
+16 of the 48 tiles of an 8000 x 6000 photo was 2.3x faster and 1.9 levels off the exact result.
 """
 import keras
 import numpy as np
@@ -155,32 +156,22 @@ def _tile(photo, box, margin):
     return tf.constant(tile), tf.constant(inner, tf.int32)
 
 
-def spread(grid, count):
-    """At most `count` tiles of `grid`, evenly spread through it (all of them for None)."""
-    if count is None or len(grid) <= count:
-        return grid
-    return [grid[i] for i in np.linspace(0, len(grid) - 1, count).round().astype(int)]
-
-
-def stylize_tiles(network, run, photo, tile_size=TILE_SIZE, margin=MARGIN, statistics=None,
-                  statistics_tiles=None, label="tile"):
-    """Stylise `photo` ((H, W, 3), uint8 or float in [0, 255]) in tiles; returns uint8 (H, W, 3).
+def stylize_tiles(network, run, photo, tile_size=TILE_SIZE, margin=MARGIN):
+    """Stylise `photo` ((H, W, 3), uint8 or float in [0, 255]) in tiles with the whole photo's
+    statistics, measured exactly over the tiles; returns uint8 (H, W, 3).
 
     `network` is the model whose norms take the statistics, `run(batch)` applies it (see
-    `NormStatistics`). The statistics are the whole photo's, measured exactly over the tiles (over at
-    most `statistics_tiles` of them, spread through the photo, if given), unless `statistics` (a
-    `NormStatistics`, e.g. a video clip's) are given.
+    `NormStatistics`).
     """
     height, width = photo.shape[:2]
     grid = tile_grid(height, width, tile_size)
-    if statistics is None:
-        statistics = NormStatistics(network, run)
-        progress = Progress(len(statistics.norms), label="normalisation statistics", log_seconds=10.0,
-                            enabled=len(grid) > 1)
-        statistics.measure_tiles(photo, spread(grid, statistics_tiles), margin, progress)
-        progress.close()
+    statistics = NormStatistics(network, run)
+    progress = Progress(len(statistics.norms), label="normalisation statistics", log_seconds=10.0,
+                        enabled=len(grid) > 1)
+    statistics.measure_tiles(photo, grid, margin, progress)
+    progress.close()
     result = np.zeros((height, width, 3), np.uint8)
-    progress = Progress(len(grid), label=label, log_seconds=10.0, enabled=len(grid) > 1)
+    progress = Progress(len(grid), label="tile", log_seconds=10.0, enabled=len(grid) > 1)
     for i, box in enumerate(grid):
         tile, inner = _tile(photo, box, margin)
         out = np.asarray(statistics.stylize(tile))[0]

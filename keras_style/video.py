@@ -9,6 +9,7 @@ network's stride-2 convolutions: it draws its strokes on a grid of 4 pixels, so 
 frame so its content keeps its place on that grid (5.1), then blends in the previous result, moved
 with the camera, where the photo agrees with the previous frame (3.4 at the default 0.3).
 """
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,6 @@ class Clip:
         duration = float(meta.get("duration") or 0.0)
         self.frame_count = max(1, round(duration * self.fps)) if duration else None
         self.size = _scaled_size(self.source_size, max_size)
-        self.max_size = max_size
 
     def _reader(self):
         return _ffmpeg().read_frames(str(self.path))
@@ -204,7 +204,6 @@ class Steady:
 
 def stylize_clip(stylize_frame, clip, output, smoothing=SMOOTHING):
     """Stylise every frame of `clip` into `output` (an .mp4) with `Steady`; returns (frames, seconds)."""
-    import time
     steady = Steady(stylize_frame, smoothing)
     writer = ClipWriter(output, clip.size, clip.fps, clip.path if clip.has_audio else None)
     progress = Progress(clip.frame_count or 0, label="frame", log_seconds=10.0)

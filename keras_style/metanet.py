@@ -42,6 +42,7 @@ OUTPUT_SCALE = 1e-4
 # near 1e-7), leaving the residual blocks near the identity and the kernels' scale far from
 # irrelevant; 1e-12 keeps the norms scale-free from the first step.
 DYNAMIC_NORM_EPSILON = 1e-12
+PLAIN_NORM_EPSILON = 1e-5  # the norms of transform.conv_block (InstanceNormalization's default)
 # Scales the MetaNet's outputs for the style norms' scale and shift, which the style adds to the
 # norms' own (learned, shared) ones. One Adam step moves an output weight by about the MetaNet's
 # rate (4e-5 in conf/metanet.yml) and an output by that times the sum of the ~270 non-negative
@@ -392,3 +393,47 @@ def build_export_model(metanet, transform, vgg, style_layers=STYLE_FEATURE_LAYER
 def _recast(model, storage_dtype):
     """A copy of a flat functional model whose weighted layers use `storage_dtype`, others float32."""
     return precision.recast(model, lambda layer: storage_dtype if layer.weights else "float32")
+
+
+def transform_shape(model):
+    """(base, residual_width, residual_blocks) of a transform network, plain or meta; a ValueError
+    for any other model, or a meta transform no plain one matches (its first up-sampling's width
+    is the residual width, a plain network's twice the base)."""
+    blocks = sum(1 for layer in model.layers if layer.name.startswith("res") and layer.name.endswith("_add"))
+    base, width = model.get_layer("stem_conv").filters, model.get_layer("down2_conv").filters
+    if model.get_layer("up1_conv").filters != 2 * base:
+        raise ValueError(f"{model.name}: up1 is {model.get_layer('up1_conv').filters} wide, not 2 x {base}")
+    return base, width, blocks
+
+
+def plain_transform_weights(transform, params):
+    """{layer name: weights} that make a plain `transform.build_transform_net` network of the same
+    shape compute what the meta transform `transform` computes with the parameter vector `params`
+    (P,): the style's kernels and biases become the dynamic convolutions' own weights, and its
+    scales and shifts are added into the norms'. Such a network is a warm start for training that
+    style alone (it fine-tunes from the MetaNet's guess instead of from random weights).
+
+    A dynamic convolution is followed by a norm of epsilon 1e-12 (`DYNAMIC_NORM_EPSILON`), a plain
+    one by a norm of 1e-5; scaling the convolution's kernel and bias by the square root of their
+    ratio makes the plain norm compute exactly what the dynamic one did, and leaves the copied
+    kernels at a size plain training can move.
+    """
+    params = np.asarray(params, np.float32).reshape(-1)
+    weights = {}
+    for layer in transform.layers:
+        if isinstance(layer, DynamicConv2D):
+            norm = transform.get_layer(layer.name.removesuffix("_conv") + "_norm")
+            scale = math.sqrt(PLAIN_NORM_EPSILON / norm.epsilon)
+            start, middle = layer.offset, layer.offset + math.prod(layer.kernel_shape)
+            end = layer.offset + layer.param_size
+            weights[layer.name] = [scale * params[start:middle].reshape(layer.kernel_shape),
+                                   scale * params[middle:end]]
+        elif isinstance(layer, StyleInstanceNormalization):
+            gamma, beta = layer.get_weights()
+            start, end = layer.offset, layer.offset + layer.param_size
+            scale, shift = np.split(params[start:end], 2)
+            weights[layer.name] = [gamma + scale, beta + shift]
+        elif layer.weights:
+            weights[layer.name] = layer.get_weights()
+    return weights
+

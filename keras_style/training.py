@@ -7,6 +7,7 @@ A *task* supplies what is particular to a method: the trainable `model`, a `data
 the MetaNet optimisers, `metanet_variable_names()`. Everything else (this file) is shared by the per-style and
 MetaNet trainers.
 """
+import dataclasses
 import hashlib
 import math
 import sys
@@ -17,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_style import data, distribute, images, losses, metanet, optimizers, precision
+from keras_style import data, distribute, images, losses, metanet, optimizers, precision, stylize
 from keras_style.config import describe, fetch_style_image
 from keras_style.errors import UserError
 from keras_style.progress import Progress
@@ -60,9 +61,11 @@ class _PhotoTask:
 class TransformTask(_PhotoTask):
     """Johnson et al.: one transform network trained for one style image."""
 
-    def __init__(self, config, skipped):
+    def __init__(self, config, skipped, initial_weights=None):
         super().__init__(config, skipped, config.content_layers + config.style_layers, PREVIEW_COUNT)
         self.model = build_transform_net(config.base, config.residual_blocks, config.residual_width)
+        for name, values in (initial_weights or {}).items():
+            self.model.get_layer(name).set_weights(values)
         style = images.load_style_image(fetch_style_image(config.style_image), config.style_size)
         features = self.vgg(style[None])
         self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
@@ -550,14 +553,41 @@ def _first_line(exc):
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
+def warm_start(config):
+    """(config, {layer name: weights}) to start a per-style network from `config.init_from`: a
+    per-style model's own weights, or the network a MetaNet generates for `config.style_image`; the
+    config takes the starting network's shape. (config, None) without `init_from`."""
+    if not config.init_from:
+        return config, None
+    model = stylize.load_model(config.init_from)
+    name = Path(config.init_from).name
+    try:
+        if stylize.is_metanet(model):
+            stylizer = stylize.MetaNetStylizer(model, config.init_from)
+            style = images.load_image(fetch_style_image(config.style_image))
+            transform = stylizer.network
+            weights = metanet.plain_transform_weights(transform, stylizer.encode(style))
+            source = f"the network {name} generates for {Path(config.style_image).name}"
+        else:
+            transform, source = model, name
+            weights = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+        base, width, blocks = metanet.transform_shape(transform)
+    except ValueError:  # no stem_conv / down2_conv: some other model
+        raise UserError(f"init_from {config.init_from}: not a per-style network or a MetaNet") from None
+    print(f"starting from {source} (base {base}, residual width {width}, {blocks} residual blocks)")
+    return dataclasses.replace(config, base=base, residual_width=width, residual_blocks=blocks), weights
+
+
 def train(config):
     """Train the model `config` describes; returns the exported `.keras` path."""
+    config, initial_weights = warm_start(config)
     strategy = distribute.make_strategy(config.distribute)  # first: multi_worker starts a server
     distribute.check_batch_size(config.batch_size, strategy)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(precision.chosen("training", config.mixed_precision).policy)
     skipped = data.SkippedFiles()
     with strategy.scope():
-        task = (MetaNetTask if config.method == "metanet" else TransformTask)(config, skipped)
+        task = (MetaNetTask(config, skipped) if config.method == "metanet"
+                else TransformTask(config, skipped, initial_weights))
         optimizer = make_optimizer(config, task)
     return Trainer(config, task, optimizer, strategy).run()

@@ -68,6 +68,21 @@ def test_train_resumes_from_latest_checkpoint(trained):
     assert "resumed from step 4" in result.stdout
 
 
+def test_train_warm_starts_from_another_styles_network(trained):
+    """init_from a per-style model: its weights and shape (base 4 here, whatever the config says)."""
+    work, _ = trained
+    result = run("train.py", "-c", "tiny.yml", "--set", "naming=warm", "init_from=models/tiny/tiny.keras",
+                 "base=7", "max_steps=1", "learning_rate=1.0e-9", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "starting from tiny.keras (base 4, residual width 16, 1 residual blocks)" in result.stdout
+    import keras
+    import keras_style.layers  # noqa: F401
+    source, warm = (keras.saving.load_model(work / "models" / name / f"{name}.keras", compile=False)
+                    for name in ("tiny", "warm"))
+    for a, b in zip(source.get_weights(), warm.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_eval_with_model_writes_default_output(trained):
     work, _ = trained
     photo(work / "in" / "a.jpg", (37, 29))
@@ -226,6 +241,26 @@ def test_train_bad_config_is_one_line_exit_2(tmp_path, yaml_text, fragment):
     (tmp_path / "c.yml").write_text(yaml_text)
     result = run("train.py", "-c", "c.yml", "--set", "max_steps=1", cwd=tmp_path)
     assert_one_line_error(result, fragment)
+    assert not (tmp_path / "models").exists()
+
+
+def test_bad_init_from_is_one_clear_error(tmp_path, monkeypatch):
+    import keras
+    from keras_style import data, training
+    from keras_style.config import ConfigError, load_config
+    from keras_style.errors import UserError
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "s.jpg")
+    photo(tmp_path / "photos" / "a.jpg")
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "other.keras")
+    (tmp_path / "c.yml").write_text("naming: x\nstyle_image: s.jpg\ntrain_data: photos\n")
+    with pytest.raises(ConfigError, match="init_from nothing.keras: no such file"):
+        load_config(tmp_path / "c.yml", ["init_from=nothing.keras"])
+    with pytest.raises(UserError, match="s.jpg: not a .keras model file"):
+        training.warm_start(load_config(tmp_path / "c.yml", ["init_from=s.jpg"]))
+    result = run("train.py", "-c", "c.yml", "--set", "init_from=other.keras", cwd=tmp_path)
+    assert_one_line_error(result, "init_from other.keras: not a per-style network or a MetaNet")
     assert not (tmp_path / "models").exists()
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_style import metanet as mn
 from keras_style.layers import DynamicConv2D
 from keras_style.optimizers import Adagrad2
-from keras_style.transform import conv_block, residual_block
+from keras_style.transform import build_transform_net, conv_block, residual_block
 from keras_style.vgg import build_vgg
 
 BASE, WIDTH, BLOCKS = 2, 4, 2
@@ -192,6 +192,22 @@ def test_meta_transform_is_the_plain_network_with_generated_weights(parts, sourc
     want = plain_network(transform, layout, params)(photo)
     assert got.shape == (2, 23, 18, 3)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-3)
+
+
+@pytest.mark.parametrize("size", [4e-5, 0.3])
+def test_a_style_becomes_a_plain_transform_network(parts, size):
+    """The warm start of per-style training: kernels as small as an untrained MetaNet's (where the
+    dynamic norms' epsilon of 1e-12 matters) and as large as a trained one's."""
+    vgg, transform, layout, metanet, encoder = parts
+    params = np.random.default_rng(4).normal(0, size, layout.size).astype("float32")
+    base, width, blocks = mn.transform_shape(transform)
+    assert (base, width, blocks) == (BASE, WIDTH, BLOCKS)
+    plain = build_transform_net(base, blocks, width)
+    for name, weights in mn.plain_transform_weights(transform, params).items():
+        plain.get_layer(name).set_weights(weights)
+    photo = images(2, 23, 18, 3)
+    np.testing.assert_allclose(plain(photo), transform([photo, tf.constant(params[None])]),
+                               rtol=1e-4, atol=2e-3)
 
 
 def test_mixed_styles_in_one_batch_match_one_at_a_time(parts):

@@ -231,6 +231,7 @@ def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
     ("style_data: styles\nmetanet_learning_rate_scale: 0\n", "metanet_learning_rate_scale must be positive"),
+    ("style_data: styles\ninit_from: m.keras\n", "init_from is for method transform"),
 ])
 def test_metanet_config_errors(tmp_path, monkeypatch, extra, fragment):
     monkeypatch.chdir(tmp_path)
@@ -386,3 +387,31 @@ def test_style_set_targets_are_the_whole_paintings_and_kept_for_the_next_run(tmp
     np.testing.assert_array_equal(again.styles.targets(np.array([0]))["relu2_1"][0], targets["relu2_1"][0][1:2])
     ids = np.concatenate([np.asarray(b["style_ids"]) for b in again.dataset().take(20)])
     assert set(ids) == {0, 1}
+
+
+def test_a_per_style_network_warm_started_from_the_metanet_begins_as_its_style(trained, monkeypatch, capsys):
+    """init_from a MetaNet: the per-style network starts as the one the MetaNet generates for the
+    painting (one step at a negligible rate changes nothing visible), in its shape, not as a random one."""
+    work, _, _ = trained
+    plain = ("naming: {name}\nstyle_image: s1.jpg\ntrain_data: photos\nimage_size: 32\nbatch_size: 2\n"
+             "max_steps: 1\nlearning_rate: 1.0e-9\nresidual_blocks: 1\n")
+    (work / "warm.yml").write_text(plain.format(name="warm") + f"base: 5\ninit_from: {MODEL}\n")
+    (work / "cold.yml").write_text(plain.format(name="cold") + "base: 2\nresidual_width: 4\n")
+    outputs = {name: run("train.py", "-c", f"{name}.yml", cwd=work) for name in ("warm", "cold")}
+    for result in outputs.values():
+        assert result.returncode == 0, result.stderr + result.stdout
+    assert ("starting from the network mn.keras generates for s1.jpg (base 2, residual width 4, "
+            "1 residual blocks)") in outputs["warm"].stdout
+    photo(work / "check" / "c.jpg", (48, 40), seed=30)
+    results = {}
+    for label, args in (("metanet", ["--model_file", MODEL, "--style_image", "s1.jpg"]),
+                        ("warm", ["--model_file", "models/warm/warm.keras"]),
+                        ("cold", ["--model_file", "models/cold/cold.keras"])):
+        out = work / "check" / f"{label}.png"
+        result = evaluate(work, monkeypatch, capsys, *args, "--image_file", "check/c.jpg",
+                          "--precision", "float32", "--output", out)
+        assert result.returncode == 0, result.stderr
+        results[label] = np.asarray(Image.open(out), np.float32)
+    warm = np.abs(results["warm"] - results["metanet"]).mean()
+    cold = np.abs(results["cold"] - results["metanet"]).mean()
+    assert warm < 2.0 and cold > 10 * warm, (warm, cold)

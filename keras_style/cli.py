@@ -241,9 +241,10 @@ def _eval_model(args, photos):
     protected += [Path(args.style_file)] if args.style_file else []
     if args.save_style:
         _check_save_style_path(Path(args.save_style), protected)
+    models = [stylize.load_model(m) for m in model_files]  # a bad file fails before anything is said
     chosen = precision.chosen("stylising", args.precision)
-    stylizers = [stylizer for m in model_files
-                 for stylizer in _stylizers(stylize.in_precision(stylize.load_model(m), chosen), m, args)]
+    stylizers = [stylizer for m, model in zip(model_files, models)
+                 for stylizer in _stylizers(stylize.in_precision(model, chosen), m, args)]
     if args.save_style and (len(stylizers) != 1 or not isinstance(stylizers[0], stylize.MetaNetStylizer)):
         raise UserError("--save_style needs exactly one --model_file, a MetaNet")
     if args.gallery:
@@ -469,6 +470,8 @@ def build_train_parser():
                     "Re-running the same command resumes from the latest checkpoint.",
         epilog="examples:\n"
                "  python train.py -c conf/wave.yml\n"
+               "  python train.py -c conf/new.yml --set style_image=my.jpg naming=mine   "
+               "# a new style in minutes, from the MetaNet's network for it\n"
                "  python train.py -c conf/wave.yml --set style_image=my.jpg naming=mine max_steps=2000\n"
                "  tensorboard --logdir models/wave",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -133,6 +133,7 @@ def test_eval_bad_model_file(tmp_path, model_text, fragment):
         (tmp_path / "m.keras").write_text(model_text)
     result = run("eval.py", "--model_file", "m.keras", "--image_file", "p.jpg", cwd=tmp_path)
     assert_one_line_error(result, "m.keras", fragment)
+    assert result.stdout == ""  # not even the precision is announced before the error
 
 
 def test_gatys_optimisation_through_eval(tmp_path):

@@ -5,10 +5,10 @@ natively (x86 CPUs with AVX-512 BF16 or AMX, NVIDIA GPUs of compute capability 8
 CPUs with the BF16 extension) it roughly doubles the matrix throughput: VGG19's forward and
 backward pass at 512x512 takes 1.1 s instead of 3.5 s on a 2-core AMD EPYC with AVX-512 BF16.
 Everywhere else bfloat16 is emulated: on a 2-core Intel Xeon with AVX-512 but no BF16, an L-BFGS
-iteration at 512x512 takes 10.0 s against 3.2 s in float32, a training step 10.3 s against about
-2.5 s, stylising a 512x512 photo 0.35 s against 0.13 s; users measured backward passes 7-14x slower
-on AVX2 CPUs. So `auto` picks bfloat16 only where it is
-native, for every kind of work, and float32 elsewhere; `bfloat16` and `float32` force one.
+iteration at 512x512 takes 10.0 s against 2.6 s in float32, a training step 10.3 s against 2.2 s,
+stylising a 512x512 photo 0.35 s against 0.10 s; users measured backward passes 7-14x slower on
+AVX2 CPUs. So `auto` picks bfloat16 only where it is native, for every kind of work, and float32
+elsewhere; `bfloat16` and `float32` force one.
 
 Callers ask once per kind of work (`choose`), and `announce` says what was chosen and why.
 """

@@ -77,6 +77,9 @@ def build_eval_parser():
     p.add_argument("--gallery", metavar="FILE",
                    help="with --model_file: also write one image with each photo and its results "
                         "side by side, labelled with the model names")
+    p.add_argument("--gallery_columns", type=int, metavar="N",
+                   help="with --gallery: at most N pictures a line; a photo's row continues on the "
+                        "next line (default: one line per photo)")
     p.add_argument("--style_image", nargs="+", metavar="IMG",
                    help="style image(s); several are blended (see --style_weights). With a MetaNet "
                         "--model_file, the style(s) to apply")
@@ -159,6 +162,8 @@ def _eval(args):
                         "without --style_weights")
     if args.style_weights and not args.style_image:
         raise UserError("--style_weights needs --style_image (one weight per style image)")
+    if args.gallery_columns is not None and (not args.gallery or args.gallery_columns < 1):
+        raise UserError("--gallery_columns needs --gallery and at least 1 picture a line")
     if args.model_file:
         return _eval_model(args, photos)
     if args.style_image:
@@ -275,7 +280,8 @@ def _eval_model(args, photos):
 
     _for_each_photo(photos, list(zip(*(targets for _, targets in plans))), work)
     if args.gallery:
-        images.save_image(stylize.gallery([row for row in results.values() if row]), args.gallery)
+        rows = [row for row in results.values() if row]
+        images.save_image(stylize.gallery(rows, columns=args.gallery_columns), args.gallery)
         print(f"{args.gallery}  (gallery)")
 
 

@@ -167,15 +167,18 @@ def _apply(run, image):
     return np.clip(out.numpy()[0, :height, :width], 0, 255)
 
 
-def gallery(rows, height=256, gap=4):
-    """One image from rows of (label, image): each row one photo and its results, labelled."""
+def gallery(rows, height=256, gap=4, columns=None):
+    """One image from rows of (label, image): each row one photo and its results, labelled; a row
+    longer than `columns` pictures continues on the next line."""
     from PIL import Image, ImageDraw
 
     def tile(image):
         scale = height / image.shape[0]
         return images.resize(image, (height, max(1, round(image.shape[1] * scale))))
 
-    tiles = [[(label, tile(image)) for label, image in row] for row in rows]
+    columns = columns or max(len(row) for row in rows)
+    tiles = [[(label, tile(image)) for label, image in row[start:start + columns]]
+             for row in rows for start in range(0, len(row), columns)]
     width = max(sum(t.shape[1] + gap for _, t in row) - gap for row in tiles)
     label_height = 18
     sheet = Image.new("RGB", (width, len(tiles) * (height + label_height + gap) - gap), "white")

@@ -285,6 +285,27 @@ def test_eval_several_models_and_gallery(trained):
     assert sheet.width > 3 * 30 and sheet.height > 2 * 30  # two rows of photo + two results
 
 
+def test_gallery_wraps_a_long_row_onto_lines_of_at_most_columns_pictures():
+    from keras_style import stylize
+    row = [(f"s{i}", np.full((20, 10 * (i + 1), 3), 40.0 * i, np.float32)) for i in range(5)]
+    one_line = stylize.gallery([row], height=20, gap=2)
+    wrapped = stylize.gallery([row], height=20, gap=2, columns=2)
+    line = 18 + 20 + 2  # label, picture, gap
+    assert one_line.shape[:2] == (line - 2, 150 + 4 * 2)
+    assert wrapped.shape[:2] == (3 * line - 2, 30 + 40 + 2)  # widest line: 30 + 40; last: 50
+    assert np.allclose(wrapped[2 * line + 18 + 5, 5], 160.0)  # the fifth picture opens line three
+
+
+def test_eval_gallery_columns_needs_a_gallery(trained):
+    work, _ = trained
+    photo(work / "gc.jpg")
+    for extra in ([], ["--gallery", "sheet.png"]):
+        result = run("eval.py", "--model_file", "models/tiny/tiny.keras", "--image_file", "gc.jpg",
+                     "--output", "gcout", "--gallery_columns", "0", *extra, cwd=work)
+        assert_one_line_error(result, "--gallery_columns")
+    assert not (work / "gcout").exists()
+
+
 def test_eval_gallery_bad_format_writes_nothing(trained):
     work, _ = trained
     photo(work / "h.jpg")

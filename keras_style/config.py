@@ -54,9 +54,10 @@ class TrainConfig:
     base: int = 16                            # channels at full resolution (2 x base at half)
     residual_blocks: int = 5
     residual_width: Optional[int] = None      # channels at a quarter (residual blocks); 4 x base if unset
-    # A .keras file to start from instead of random weights (method transform): a per-style model
-    # (another style's network) or a MetaNet (the network it generates for style_image). Its shape
-    # replaces base, residual_width and residual_blocks.
+    # A .keras file to start from instead of random weights. Method transform: a per-style model
+    # (another style's network) or a MetaNet (the network it generates for style_image); its shape
+    # replaces base, residual_width and residual_blocks. Method metanet: a MetaNet of this config's
+    # shape, continued with a fresh optimiser (when a run's checkpoints are gone).
     init_from: Optional[str] = None
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
     style_data: Optional[tuple] = None        # folder(s) of training style images (required)
@@ -306,8 +307,6 @@ def _check_paths(config, fail):
             _check_image_folder("style_data", folder, fail)
         if config.val_styles:
             _check_image_folder("val_styles", config.val_styles, fail)
-    if config.init_from and config.method != "transform":
-        fail("init_from is for method transform (a per-style network to warm-start)")
     if config.init_from and not Path(config.init_from).is_file():
         fail(f"init_from {config.init_from}: no such file")
     if not Path(config.train_data).is_dir():

@@ -116,6 +116,7 @@ class MetaNetTask(_PhotoTask):
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg), kernel_rank=c.kernel_rank)
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
+        start = self._saved_weights(c.init_from) if c.init_from else ()  # checked before the styles
         files = [f for folder in c.style_data for f in data.list_image_files(folder)]
         # The views are fixed, so are their VGG statistics: computed once, not in every step.
         self.styles = StyleSet(files, self.vgg, c.style_layers, c.style_size, metanet.ENCODE_SIDE,
@@ -126,10 +127,28 @@ class MetaNetTask(_PhotoTask):
         self.style_views = tf.constant(self.styles.views)
         self.style_statistics = tf.constant(self.styles.statistics, tf.float32)
         metanet.fit_statistics_normalization(self.metanet, self.styles.statistics)
+        if start:  # after the standardisation above: the saved one replaces it
+            _copy_weights(start)
+            print(f"starting from the MetaNet {Path(c.init_from).name} (its weights; optimiser and "
+                  "steps begin anew)")
         self.style_colours = tf.constant(self.styles.colours)
         preview_styles = _preview_paths(c.val_styles, self.styles.files)
         self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
         self.validation = _Validation(self, preview_styles) if c.eval_every else None
+
+    def _saved_weights(self, path):
+        """(this task's model, the saved one's) pairs to continue from a MetaNet file (weights
+        stored in bfloat16, cast back) when a run's checkpoints are gone."""
+        model = stylize.load_model(path)
+        if not stylize.is_metanet(model):
+            raise UserError(f"init_from {path}: not a MetaNet (method metanet continues from one)")
+        encoder, transform = metanet.metanet_halves(model)
+        saved = next((layer for layer in encoder.layers if layer.name == self.metanet.name), None)
+        pairs = ((self.metanet, saved), (self.transform, transform))
+        if saved is None or any(_shapes(target) != _shapes(source) for target, source in pairs):
+            raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
+                            "(base, residual_width, residual_blocks, style_norms, kernel_rank)")
+        return pairs
 
     def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""
@@ -225,6 +244,16 @@ class MetaNetTask(_PhotoTask):
         transform = _for_export(self.transform, lambda: metanet.build_meta_transform(
             c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms))
         metanet.build_export_model(self.metanet, transform, self.vgg).save(path)
+
+
+def _shapes(model):
+    return [tuple(w.shape) for w in model.weights]
+
+
+def _copy_weights(pairs):
+    for target, source in pairs:
+        for variable, value in zip(target.weights, source.weights):
+            variable.assign(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
 
 
 def _mean_and_std(gram, mean, epsilon=1e-5):
@@ -557,7 +586,7 @@ def warm_start(config):
     """(config, {layer name: weights}) to start a per-style network from `config.init_from`: a
     per-style model's own weights, or the network a MetaNet generates for `config.style_image`; the
     config takes the starting network's shape. (config, None) without `init_from`."""
-    if not config.init_from:
+    if not config.init_from or config.method == "metanet":  # a MetaNet task starts itself
         return config, None
     model = stylize.load_model(config.init_from)
     name = Path(config.init_from).name

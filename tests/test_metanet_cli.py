@@ -231,7 +231,6 @@ def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),
     ("style_data: styles\nresidual_width: wide\n", "residual_width must be an integer"),
     ("style_data: styles\nmetanet_learning_rate_scale: 0\n", "metanet_learning_rate_scale must be positive"),
-    ("style_data: styles\ninit_from: m.keras\n", "init_from is for method transform"),
 ])
 def test_metanet_config_errors(tmp_path, monkeypatch, extra, fragment):
     monkeypatch.chdir(tmp_path)
@@ -415,3 +414,31 @@ def test_a_per_style_network_warm_started_from_the_metanet_begins_as_its_style(t
     warm = np.abs(results["warm"] - results["metanet"]).mean()
     cold = np.abs(results["cold"] - results["metanet"]).mean()
     assert warm < 2.0 and cold > 10 * warm, (warm, cold)
+
+
+def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
+    """init_from a MetaNet file (checkpoints gone): training starts from its weights, not random
+    ones (one step at a negligible rate leaves its results as they were); another shape is one
+    clear error."""
+    work, _, _ = trained
+    later = ("max_steps=1", "learning_rate=1.0e-9", "styles_before_batching=0", "mixed_precision=false")
+    outputs = {name: run("train.py", "-c", "m.yml", "--set", f"naming={name}", *later, *extra, cwd=work)
+               for name, extra in (("again", [f"init_from={MODEL}"]), ("fresh", ["seed=5"]))}
+    for result in outputs.values():
+        assert result.returncode == 0, result.stderr + result.stdout
+    assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
+    photo(work / "check" / "m.jpg", (48, 40), seed=31)
+    results = {}
+    for name in ("mn", "again", "fresh"):
+        out = work / "check" / f"{name}.png"
+        result = evaluate(work, monkeypatch, capsys, "--model_file", f"models/{name}/{name}.keras",
+                          "--style_image", "s1.jpg", "--image_file", "check/m.jpg",
+                          "--precision", "float32", "--output", out)
+        assert result.returncode == 0, result.stderr
+        results[name] = np.asarray(Image.open(out), np.float32)
+    again = np.abs(results["again"] - results["mn"]).mean()
+    fresh = np.abs(results["fresh"] - results["mn"]).mean()
+    assert again < 2.0 and fresh > 5 * again, (again, fresh)
+    wider = run("train.py", "-c", "m.yml", "--set", "naming=wider", "residual_width=6", f"init_from={MODEL}",
+                cwd=work)
+    assert_one_line_error(wider, "its MetaNet has another shape than this config's")

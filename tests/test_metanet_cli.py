@@ -388,6 +388,15 @@ def test_style_set_targets_are_the_whole_paintings_and_kept_for_the_next_run(tmp
     assert set(ids) == {0, 1}
 
 
+def stylised(work, monkeypatch, capsys, photo_path, label, *args):
+    """eval.py's float32 result for `photo_path` with `args`, as an array (kept as check/<label>.png)."""
+    out = work / "check" / f"{label}.png"
+    result = evaluate(work, monkeypatch, capsys, *args, "--image_file", photo_path, "--precision", "float32",
+                      "--output", out)
+    assert result.returncode == 0, result.stderr
+    return np.asarray(Image.open(out), np.float32)
+
+
 def test_a_per_style_network_warm_started_from_the_metanet_begins_as_its_style(trained, monkeypatch, capsys):
     """init_from a MetaNet: the per-style network starts as the one the MetaNet generates for the
     painting (one step at a negligible rate changes nothing visible), in its shape, not as a random one."""
@@ -402,15 +411,10 @@ def test_a_per_style_network_warm_started_from_the_metanet_begins_as_its_style(t
     assert ("starting from the network mn.keras generates for s1.jpg (base 2, residual width 4, "
             "1 residual blocks)") in outputs["warm"].stdout
     photo(work / "check" / "c.jpg", (48, 40), seed=30)
-    results = {}
-    for label, args in (("metanet", ["--model_file", MODEL, "--style_image", "s1.jpg"]),
-                        ("warm", ["--model_file", "models/warm/warm.keras"]),
-                        ("cold", ["--model_file", "models/cold/cold.keras"])):
-        out = work / "check" / f"{label}.png"
-        result = evaluate(work, monkeypatch, capsys, *args, "--image_file", "check/c.jpg",
-                          "--precision", "float32", "--output", out)
-        assert result.returncode == 0, result.stderr
-        results[label] = np.asarray(Image.open(out), np.float32)
+    results = {label: stylised(work, monkeypatch, capsys, "check/c.jpg", label, *args)
+               for label, args in (("metanet", ["--model_file", MODEL, "--style_image", "s1.jpg"]),
+                                   ("warm", ["--model_file", "models/warm/warm.keras"]),
+                                   ("cold", ["--model_file", "models/cold/cold.keras"]))}
     warm = np.abs(results["warm"] - results["metanet"]).mean()
     cold = np.abs(results["cold"] - results["metanet"]).mean()
     assert warm < 2.0 and cold > 10 * warm, (warm, cold)
@@ -428,14 +432,9 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
         assert result.returncode == 0, result.stderr + result.stdout
     assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
     photo(work / "check" / "m.jpg", (48, 40), seed=31)
-    results = {}
-    for name in ("mn", "again", "fresh"):
-        out = work / "check" / f"{name}.png"
-        result = evaluate(work, monkeypatch, capsys, "--model_file", f"models/{name}/{name}.keras",
-                          "--style_image", "s1.jpg", "--image_file", "check/m.jpg",
-                          "--precision", "float32", "--output", out)
-        assert result.returncode == 0, result.stderr
-        results[name] = np.asarray(Image.open(out), np.float32)
+    results = {name: stylised(work, monkeypatch, capsys, "check/m.jpg", name, "--model_file",
+                              f"models/{name}/{name}.keras", "--style_image", "s1.jpg")
+               for name in ("mn", "again", "fresh")}
     again = np.abs(results["again"] - results["mn"]).mean()
     fresh = np.abs(results["fresh"] - results["mn"]).mean()
     assert again < 2.0 and fresh > 5 * again, (again, fresh)

@@ -477,7 +477,7 @@ def build_train_parser():
         epilog="examples:\n"
                "  python train.py -c conf/wave.yml\n"
                "  python train.py -c conf/new.yml --set style_image=my.jpg naming=mine   "
-               "# a new style in minutes, from the MetaNet's network for it\n"
+               "# a new style in minutes, from candy's trained network\n"
                "  python train.py -c conf/wave.yml --set style_image=my.jpg naming=mine max_steps=2000\n"
                "  tensorboard --logdir models/wave",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -173,6 +173,11 @@ def save_format(path, label=None, alternative=""):
     return fmt
 
 
+# Full-resolution colour in JPEGs (4:4:4): Pillow's default halves the chroma resolution (4:2:0),
+# which blurs a style's fine coloured strokes (candy's style_dist 0.360 as PNG, 0.377 as such a JPEG).
+JPEG_OPTIONS = {"subsampling": 0}
+
+
 def save_image(array, path, quality=95):
     """Write an RGB array in [0, 255]; the folder is created, the file replaced atomically."""
     path = Path(path)
@@ -185,7 +190,7 @@ def save_image(array, path, quality=95):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=path.suffix)
         with os.fdopen(fd, "wb") as handle:
-            img.save(handle, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+            img.save(handle, format=fmt, **({"quality": quality, **JPEG_OPTIONS} if fmt == "JPEG" else {}))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the result from other users
         os.replace(tmp, path)
         tmp = None

@@ -368,3 +368,14 @@ def test_saved_image_has_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_saved_jpeg_keeps_fine_colour_detail(tmp_path):
+    """One-pixel red and blue stripes, the kind of detail a style paints: 4:2:0 chroma subsampling
+    would average them towards purple."""
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, ::2, 0] = 230
+    stripes[:, 1::2, 2] = 230
+    images.save_image(stripes, tmp_path / "s.jpg")
+    out = np.asarray(Image.open(tmp_path / "s.jpg").convert("RGB"), np.float32)
+    assert np.abs(out - stripes).max() < 60, np.abs(out - stripes).max()

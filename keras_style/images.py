@@ -174,7 +174,8 @@ def save_format(path, label=None, alternative=""):
 
 
 # Full-resolution colour in JPEGs (4:4:4): Pillow's default halves the chroma resolution (4:2:0),
-# which blurs a style's fine coloured strokes (candy on content/val: style_dist 0.369 at 4:2:0, 0.362 at 4:4:4).
+# which blurs a style's fine coloured strokes (candy on content/val: style_dist 0.369 at 4:2:0,
+# 0.362 at 4:4:4).
 JPEG_OPTIONS = {"subsampling": 0}
 
 

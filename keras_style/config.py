@@ -59,6 +59,9 @@ class TrainConfig:
     # replaces base, residual_width and residual_blocks. Method metanet: a MetaNet of this config's
     # shape, continued with a fresh optimiser (when a run's checkpoints are gone).
     init_from: Optional[str] = None
+    # With init_from (method transform): residual blocks appended to the starting network, each
+    # starting as the identity, so training begins from the same function with more capacity.
+    extra_residual_blocks: int = 0
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
     style_data: Optional[tuple] = None        # folder(s) of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
@@ -243,6 +246,10 @@ def _check_values(config, source):
     for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks", "eval_every"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
+    if config.extra_residual_blocks < 0:
+        fail(f"extra_residual_blocks must not be negative, got {config.extra_residual_blocks}")
+    if config.extra_residual_blocks and (config.method != "transform" or not config.init_from):
+        fail("extra_residual_blocks deepens the network of init_from: it needs method transform and init_from")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

@@ -585,7 +585,8 @@ def _first_line(exc):
 def warm_start(config):
     """(config, {layer name: weights}) to start a per-style network from `config.init_from`: a
     per-style model's own weights, or the network a MetaNet generates for `config.style_image`; the
-    config takes the starting network's shape. (config, None) without `init_from`."""
+    config takes the starting network's shape, plus `extra_residual_blocks` that start as the identity.
+    (config, None) without `init_from`."""
     if not config.init_from or config.method == "metanet":  # a MetaNet task starts itself
         return config, None
     model = stylize.load_model(config.init_from)
@@ -604,7 +605,18 @@ def warm_start(config):
     except ValueError:  # no stem_conv / down2_conv: some other model
         raise UserError(f"init_from {config.init_from}: not a per-style network or a MetaNet") from None
     print(f"starting from {source} (base {base}, residual width {width}, {blocks} residual blocks)")
+    weights.update(_identity_blocks(blocks, config.extra_residual_blocks, width))
+    if config.extra_residual_blocks:
+        print(f"adding {config.extra_residual_blocks} residual blocks that start as the identity")
+    blocks += config.extra_residual_blocks
     return dataclasses.replace(config, base=base, residual_width=width, residual_blocks=blocks), weights
+
+
+def _identity_blocks(existing, extra, width):
+    """Weights that make residual blocks existing+1..existing+extra add nothing at first: their last
+    norm's scale and shift are zero (its convolutions keep their random start, so they still learn)."""
+    zeros = np.zeros(width, np.float32)
+    return {f"res{i}_b_norm": [zeros, zeros] for i in range(existing + 1, existing + extra + 1)}
 
 
 def train(config):

@@ -83,6 +83,25 @@ def test_train_warm_starts_from_another_styles_network(trained):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_train_deepens_a_network_it_starts_from(trained):
+    """extra_residual_blocks: the starting network's blocks plus new ones that begin as the identity,
+    so the deeper network first computes what the starting one did."""
+    work, _ = trained
+    result = run("train.py", "-c", "tiny.yml", "--set", "naming=deeper", "init_from=models/tiny/tiny.keras",
+                 "extra_residual_blocks=2", "max_steps=1", "learning_rate=1.0e-9", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "adding 2 residual blocks that start as the identity" in result.stdout
+    import keras
+    from keras_style import metanet, precision, stylize
+    float32 = precision.choose("stylising", "float32")
+    source, deeper = (stylize.in_precision(keras.saving.load_model(work / "models" / name / f"{name}.keras",
+                                                                   compile=False), float32)
+                      for name in ("tiny", "deeper"))
+    assert metanet.transform_shape(deeper) == (4, 16, 3)
+    x = np.random.default_rng(3).uniform(0, 255, (1, 36, 44, 3)).astype(np.float32)
+    np.testing.assert_allclose(deeper(x).numpy(), source(x).numpy(), atol=1e-3)
+
+
 def test_eval_with_model_writes_default_output(trained):
     work, _ = trained
     photo(work / "in" / "a.jpg", (37, 29))
@@ -258,6 +277,8 @@ def test_bad_init_from_is_one_clear_error(tmp_path, monkeypatch):
     (tmp_path / "c.yml").write_text("naming: x\nstyle_image: s.jpg\ntrain_data: photos\n")
     with pytest.raises(ConfigError, match="init_from nothing.keras: no such file"):
         load_config(tmp_path / "c.yml", ["init_from=nothing.keras"])
+    with pytest.raises(ConfigError, match="extra_residual_blocks deepens the network of init_from"):
+        load_config(tmp_path / "c.yml", ["extra_residual_blocks=2"])
     with pytest.raises(UserError, match="s.jpg: not a .keras model file"):
         training.warm_start(load_config(tmp_path / "c.yml", ["init_from=s.jpg"]))
     result = run("train.py", "-c", "c.yml", "--set", "init_from=other.keras", cwd=tmp_path)

@@ -243,11 +243,10 @@ def _check_values(config, source):
             fail(f"{key} must be positive, got {getattr(config, key)}")
     if config.residual_width is not None and config.residual_width < 1:
         fail(f"residual_width must be at least 1, got {config.residual_width}")
-    for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks", "eval_every"):
+    for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks",
+                "extra_residual_blocks", "eval_every"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
-    if config.extra_residual_blocks < 0:
-        fail(f"extra_residual_blocks must not be negative, got {config.extra_residual_blocks}")
     if config.extra_residual_blocks and (config.method != "transform" or not config.init_from):
         fail("extra_residual_blocks deepens the network of init_from: it needs method transform and init_from")
     if config.method == "metanet":

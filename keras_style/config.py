@@ -89,6 +89,10 @@ class TrainConfig:
     # the weights: on the_scream 250 steps at 1e-3 after 1000 at 3e-3 took style_dist 0.42 -> 0.39).
     final_learning_rate: Optional[float] = None
     final_steps: int = 0
+    # The rate climbs linearly to learning_rate over the first `warmup_steps` steps of a run: a fresh
+    # Adam's first updates move every weight by about the full rate (its moment estimates start
+    # empty), so a continuation from trained weights (init_from) can ease in.
+    warmup_steps: int = 0
     optimizer: str = "adam"
     log_every: int = 100
     save_every: int = 500
@@ -276,6 +280,8 @@ def _check_final_learning_rate(config, fail):
         fail(f"final_steps must not be negative, got {config.final_steps}")
     if config.final_steps and config.max_steps is not None and config.final_steps >= config.max_steps:
         fail(f"final_steps ({config.final_steps}) must be fewer than max_steps ({config.max_steps})")
+    if config.warmup_steps < 0:
+        fail(f"warmup_steps must not be negative, got {config.warmup_steps}")
 
 
 def _check_metanet_values(config, fail):

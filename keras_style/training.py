@@ -343,7 +343,8 @@ def total_steps(config, task):
 
 
 def learning_rate(config, task):
-    """`learning_rate`, dropping to `final_learning_rate` for the last `final_steps` steps if set.
+    """`learning_rate`, dropping to `final_learning_rate` for the last `final_steps` steps if set,
+    ramping up linearly over the first `warmup_steps` steps.
 
     Always a schedule, never a plain number: a constant rate would be an optimiser variable, saved
     in checkpoints, which would then neither load into a run with a tail nor let a resumed run
@@ -351,7 +352,26 @@ def learning_rate(config, task):
     """
     final = config.final_learning_rate or config.learning_rate
     boundary = max(0, total_steps(config, task) - config.final_steps - 1)
-    return keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [config.learning_rate, final])
+    return RateSchedule(config.learning_rate, final, boundary, config.warmup_steps)
+
+
+@keras.saving.register_keras_serializable(package="keras_style")
+class RateSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`rate` up to update `boundary`, `final` after it; before update `warmup`, scaled by
+    (update + 1) / `warmup`."""
+
+    def __init__(self, rate, final, boundary, warmup=0):
+        self.rate, self.final, self.boundary, self.warmup = rate, final, boundary, warmup
+
+    def __call__(self, iteration):
+        update = keras.ops.cast(iteration, "float32")
+        rate = keras.ops.where(update <= self.boundary, self.rate, self.final)
+        if self.warmup:
+            rate = rate * keras.ops.minimum(1.0, (update + 1.0) / self.warmup)
+        return rate
+
+    def get_config(self):
+        return {"rate": self.rate, "final": self.final, "boundary": self.boundary, "warmup": self.warmup}
 
 
 def make_optimizer(config, task):

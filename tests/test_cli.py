@@ -370,6 +370,21 @@ def test_final_learning_rate_covers_exactly_the_last_steps(tmp_path, monkeypatch
     assert [float(constant(i)) for i in (0, 9, 100)] == [0.5, 0.5, 0.5]
 
 
+def test_warmup_ramps_the_rate_up_over_the_first_steps(tmp_path, monkeypatch):
+    from keras_style import training
+    from keras_style.config import ConfigError, load_config
+    monkeypatch.chdir(tmp_path)
+    config = load_config(base_config(tmp_path, "learning_rate: 1.0e-2\nmax_steps: 10\nwarmup_steps: 4\n"
+                                               "final_learning_rate: 1.0e-4\nfinal_steps: 3\n"))
+    schedule = training.learning_rate(config, task=None)
+    rates = [float(schedule(step - 1)) for step in range(1, 11)]
+    np.testing.assert_allclose(rates, [2.5e-3, 5e-3, 7.5e-3] + [1e-2] * 4 + [1e-4] * 3, rtol=1e-6)
+    restored = training.RateSchedule.from_config(schedule.get_config())
+    assert float(restored(1)) == float(schedule(1))
+    with pytest.raises(ConfigError, match="warmup_steps must not be negative"):
+        load_config(base_config(tmp_path, "warmup_steps: -1\n"))
+
+
 def test_numbers_without_a_dot_are_numbers(tmp_path, monkeypatch):
     # YAML 1.1 reads 2e6 as the string "2e6"; users writing it mean the number.
     from keras_style.config import ConfigError, load_config

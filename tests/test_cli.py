@@ -348,41 +348,31 @@ def base_config(tmp_path, extra):
     ("final_steps: 5\n", "go together"),
     ("final_learning_rate: -1.0\nfinal_steps: 5\n", "final_learning_rate must be positive"),
     ("final_learning_rate: 1.0e-4\nfinal_steps: 20\nmax_steps: 20\n", "fewer than max_steps (20)"),
+    ("warmup_steps: -1\n", "warmup_steps must not be negative"),
 ])
-def test_final_learning_rate_config_errors(tmp_path, monkeypatch, extra, fragment):
+def test_learning_rate_schedule_config_errors(tmp_path, monkeypatch, extra, fragment):
     from keras_style.config import ConfigError, load_config
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_config(base_config(tmp_path, extra))
 
 
-def test_final_learning_rate_covers_exactly_the_last_steps(tmp_path, monkeypatch):
+# During step s the optimiser has applied s - 1 updates; the rates of steps 1..10 at learning_rate 1e-2.
+@pytest.mark.parametrize("extra, rates", [
+    ("", [1e-2] * 10),
+    ("final_learning_rate: 1.0e-4\nfinal_steps: 3\n", [1e-2] * 7 + [1e-4] * 3),
+    ("warmup_steps: 4\nfinal_learning_rate: 1.0e-4\nfinal_steps: 3\n",
+     [2.5e-3, 5e-3, 7.5e-3] + [1e-2] * 4 + [1e-4] * 3),
+])
+def test_learning_rate_schedule_step_by_step(tmp_path, monkeypatch, extra, rates):
     from keras_style import training
     from keras_style.config import load_config
     monkeypatch.chdir(tmp_path)
-    config = load_config(base_config(tmp_path, "learning_rate: 1.0e-2\nmax_steps: 10\n"
-                                               "final_learning_rate: 1.0e-4\nfinal_steps: 3\n"))
-    schedule = training.learning_rate(config, task=None)
-    # During step s the optimiser has applied s - 1 updates: steps 1..7 at 1e-2, 8..10 at 1e-4.
-    rates = [float(schedule(step - 1)) for step in range(1, 11)]
-    np.testing.assert_allclose(rates, [1e-2] * 7 + [1e-4] * 3, rtol=1e-6)
-    constant = training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 0.5\nmax_steps: 10\n")), None)
-    assert [float(constant(i)) for i in (0, 9, 100)] == [0.5, 0.5, 0.5]
-
-
-def test_warmup_ramps_the_rate_up_over_the_first_steps(tmp_path, monkeypatch):
-    from keras_style import training
-    from keras_style.config import ConfigError, load_config
-    monkeypatch.chdir(tmp_path)
-    config = load_config(base_config(tmp_path, "learning_rate: 1.0e-2\nmax_steps: 10\nwarmup_steps: 4\n"
-                                               "final_learning_rate: 1.0e-4\nfinal_steps: 3\n"))
-    schedule = training.learning_rate(config, task=None)
-    rates = [float(schedule(step - 1)) for step in range(1, 11)]
-    np.testing.assert_allclose(rates, [2.5e-3, 5e-3, 7.5e-3] + [1e-2] * 4 + [1e-4] * 3, rtol=1e-6)
+    schedule = training.learning_rate(load_config(base_config(tmp_path, "learning_rate: 1.0e-2\nmax_steps: 10\n"
+                                                                         + extra)), task=None)
+    np.testing.assert_allclose([float(schedule(step - 1)) for step in range(1, 11)], rates, rtol=1e-6)
     restored = training.RateSchedule.from_config(schedule.get_config())
-    assert float(restored(1)) == float(schedule(1))
-    with pytest.raises(ConfigError, match="warmup_steps must not be negative"):
-        load_config(base_config(tmp_path, "warmup_steps: -1\n"))
+    assert [float(restored(i)) for i in range(10)] == [float(schedule(i)) for i in range(10)]
 
 
 def test_numbers_without_a_dot_are_numbers(tmp_path, monkeypatch):

@@ -248,7 +248,7 @@ def _check_values(config, source):
     if config.residual_width is not None and config.residual_width < 1:
         fail(f"residual_width must be at least 1, got {config.residual_width}")
     for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks",
-                "extra_residual_blocks", "eval_every"):
+                "extra_residual_blocks", "eval_every", "warmup_steps"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.extra_residual_blocks and (config.method != "transform" or not config.init_from):
@@ -280,8 +280,6 @@ def _check_final_learning_rate(config, fail):
         fail(f"final_steps must not be negative, got {config.final_steps}")
     if config.final_steps and config.max_steps is not None and config.final_steps >= config.max_steps:
         fail(f"final_steps ({config.final_steps}) must be fewer than max_steps ({config.max_steps})")
-    if config.warmup_steps < 0:
-        fail(f"warmup_steps must not be negative, got {config.warmup_steps}")
 
 
 def _check_metanet_values(config, fail):

@@ -7,7 +7,7 @@ style loss needs are 2.4 MB a painting in float32 at 512 px (10 GB for 4,459), s
 a style is first trained on, with one VGG pass, and kept in files beside the checkpoints: the upper
 triangle of each Gram, divided by its norm, in float16 (0.6 MB a painting), the norms and the
 channel means (for the mean/std loss) in float32. A resumed run, or a new run on the same
-paintings, finds them there.
+paintings (even a copy of them), finds them there.
 """
 import hashlib
 import json
@@ -120,8 +120,9 @@ class StyleSet:
 
 
 def _key(files, vgg, settings):
-    """Names the cache files after everything their contents depend on."""
-    described = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    """Names the cache files after everything their contents depend on: the paintings' bytes, not
+    their modification times, which a copy of the data (another machine, a restored backup) renews."""
+    described = [(str(Path(f).resolve()), hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in files]
     weights = [float(np.asarray(w, np.float32).ravel()[:8].sum()) for w in vgg.weights[:4]]
     text = json.dumps([described, settings, weights])
     return hashlib.sha256(text.encode()).hexdigest()[:16]

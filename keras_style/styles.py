@@ -121,7 +121,8 @@ class StyleSet:
 
 def _key(files, vgg, settings):
     """Names the cache files after everything their contents depend on: the paintings' bytes, not
-    their modification times, which a copy of the data (another machine, a restored backup) renews."""
+    their modification times, which a copy of the data at the same path (another machine, a restored
+    backup) renews. The paths stay in the key: the cache lists the files it was made from."""
     described = [(str(Path(f).resolve()), hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in files]
     weights = [float(np.asarray(w, np.float32).ravel()[:8].sum()) for w in vgg.weights[:4]]
     text = json.dumps([described, settings, weights])

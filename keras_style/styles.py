@@ -7,7 +7,7 @@ style loss needs are 2.4 MB a painting in float32 at 512 px (10 GB for 4,459), s
 a style is first trained on, with one VGG pass, and kept in files beside the checkpoints: the upper
 triangle of each Gram, divided by its norm, in float16 (0.6 MB a painting), the norms and the
 channel means (for the mean/std loss) in float32. A resumed run, or a new run on the same
-paintings (even a copy of them), finds them there.
+paintings (even a copy of them at the same path), finds them there.
 """
 import hashlib
 import json

@@ -62,6 +62,11 @@ class TrainConfig:
     # With init_from (method transform): residual blocks appended to the starting network, each
     # starting as the identity, so training begins from the same function with more capacity.
     extra_residual_blocks: int = 0
+    # With init_from (method transform): channels added to the starting network's `base` (and twice as
+    # many at half resolution) and to its residual width; they start out of the way (nothing they
+    # compute reaches the old channels yet), so training begins from the same function.
+    extra_base_channels: int = 0
+    extra_residual_channels: int = 0
     # MetaNet (method: metanet): styles come from a folder, not from style_image.
     style_data: Optional[tuple] = None        # folder(s) of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
@@ -248,11 +253,15 @@ def _check_values(config, source):
     if config.residual_width is not None and config.residual_width < 1:
         fail(f"residual_width must be at least 1, got {config.residual_width}")
     for key in ("content_weight", "style_weight", "tv_weight", "color_weight", "residual_blocks",
-                "extra_residual_blocks", "eval_every", "warmup_steps"):
+                "extra_residual_blocks", "extra_base_channels", "extra_residual_channels", "eval_every",
+                "warmup_steps"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
     if config.extra_residual_blocks and (config.method != "transform" or not config.init_from):
         fail("extra_residual_blocks deepens the network of init_from: it needs method transform and init_from")
+    for key in ("extra_base_channels", "extra_residual_channels"):
+        if getattr(config, key) and (config.method != "transform" or not config.init_from):
+            fail(f"{key} widens the network of init_from: it needs method transform and init_from")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

@@ -23,7 +23,7 @@ from keras_style.config import describe, fetch_style_image
 from keras_style.errors import UserError
 from keras_style.progress import Progress
 from keras_style.styles import StyleSet
-from keras_style.transform import build_transform_net
+from keras_style.transform import build_transform_net, widened
 from keras_style.vgg import build_vgg
 
 PREVIEW_COUNT = 4
@@ -65,7 +65,8 @@ class TransformTask(_PhotoTask):
         super().__init__(config, skipped, config.content_layers + config.style_layers, PREVIEW_COUNT)
         self.model = build_transform_net(config.base, config.residual_blocks, config.residual_width)
         for name, values in (initial_weights or {}).items():
-            self.model.get_layer(name).set_weights(values)
+            layer = self.model.get_layer(name)
+            layer.set_weights(widened(layer.get_weights(), values))
         style = images.load_style_image(fetch_style_image(config.style_image), config.style_size)
         features = self.vgg(style[None])
         self.style_grams = {n: losses.gram_matrix(features[n]) for n in config.style_layers}
@@ -605,7 +606,8 @@ def _first_line(exc):
 def warm_start(config):
     """(config, {layer name: weights}) to start a per-style network from `config.init_from`: a
     per-style model's own weights, or the network a MetaNet generates for `config.style_image`; the
-    config takes the starting network's shape, plus `extra_residual_blocks` that start as the identity.
+    config takes the starting network's shape, plus `extra_residual_blocks` that start as the identity
+    and `extra_base_channels` / `extra_residual_channels` that start out of the way.
     (config, None) without `init_from`."""
     if not config.init_from or config.method == "metanet":  # a MetaNet task starts itself
         return config, None
@@ -629,6 +631,9 @@ def warm_start(config):
     if config.extra_residual_blocks:
         print(f"adding {config.extra_residual_blocks} residual blocks that start as the identity")
     blocks += config.extra_residual_blocks
+    base, width = base + config.extra_base_channels, width + config.extra_residual_channels
+    if config.extra_base_channels or config.extra_residual_channels:
+        print(f"widening to base {base}, residual width {width}: the new channels start out of the way")
     return dataclasses.replace(config, base=base, residual_width=width, residual_blocks=blocks), weights
 
 

@@ -6,6 +6,7 @@ convolutions: they checkerboard) and a 9x9 output convolution. Any input size wo
 mirror-padded to a multiple of 4 and the output cropped back.
 """
 import keras
+import numpy as np
 from keras import layers
 
 from keras_style.layers import CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D
@@ -49,3 +50,19 @@ def build_transform_net(base=16, residual_blocks=5, residual_width=None, name="t
     x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
     image = CropLike(dtype="float32", name="crop")([x, photo])
     return keras.Model(photo, image, name=name)
+
+
+def widened(fresh, trained):
+    """A layer's weights for a network wider than the one `trained` (the layer's arrays there) came
+    from: `fresh` (the wider layer's own random start) with `trained` in its leading corner, and zero
+    where an old output channel reads a new input channel. The old channels then compute exactly what
+    they did, the new ones compute something, and the zero weights learn from it from step 0 (a new
+    channel silenced by a zero norm scale instead would sit at ReLU's kink and never learn)."""
+    grown = []
+    for new, old in zip(fresh, trained):
+        new, old = np.array(new, copy=True), np.asarray(old)
+        new[tuple(slice(0, n) for n in old.shape)] = old
+        if new.ndim == 4:  # a convolution kernel: (rows, columns, inputs, outputs)
+            new[:, :, old.shape[2]:, :old.shape[3]] = 0
+        grown.append(new)
+    return grown

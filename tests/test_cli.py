@@ -102,6 +102,26 @@ def test_train_deepens_a_network_it_starts_from(trained):
     np.testing.assert_allclose(deeper(x).numpy(), source(x).numpy(), atol=1e-3)
 
 
+def test_train_widens_a_network_it_starts_from(trained):
+    """extra_base_channels / extra_residual_channels: a wider network whose old channels first compute
+    what the starting network's did."""
+    work, _ = trained
+    result = run("train.py", "-c", "tiny.yml", "--set", "naming=wider", "init_from=models/tiny/tiny.keras",
+                 "extra_base_channels=2", "extra_residual_channels=4", "max_steps=1", "learning_rate=1.0e-9",
+                 cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "widening to base 6, residual width 20" in result.stdout
+    import keras
+    from keras_style import metanet, precision, stylize
+    float32 = precision.choose("stylising", "float32")
+    source, wider = (stylize.in_precision(keras.saving.load_model(work / "models" / name / f"{name}.keras",
+                                                                  compile=False), float32)
+                     for name in ("tiny", "wider"))
+    assert metanet.transform_shape(wider) == (6, 20, 1)
+    x = np.random.default_rng(4).uniform(0, 255, (1, 36, 44, 3)).astype(np.float32)
+    np.testing.assert_allclose(wider(x).numpy(), source(x).numpy(), atol=1e-3)
+
+
 def test_eval_with_model_writes_default_output(trained):
     work, _ = trained
     photo(work / "in" / "a.jpg", (37, 29))
@@ -279,6 +299,10 @@ def test_bad_init_from_is_one_clear_error(tmp_path, monkeypatch):
         load_config(tmp_path / "c.yml", ["init_from=nothing.keras"])
     with pytest.raises(ConfigError, match="extra_residual_blocks deepens the network of init_from"):
         load_config(tmp_path / "c.yml", ["extra_residual_blocks=2"])
+    with pytest.raises(ConfigError, match="extra_residual_channels widens the network of init_from"):
+        load_config(tmp_path / "c.yml", ["extra_residual_channels=8"])
+    with pytest.raises(ConfigError, match="extra_base_channels must not be negative"):
+        load_config(tmp_path / "c.yml", ["init_from=s.jpg", "extra_base_channels=-1"])
     with pytest.raises(UserError, match="s.jpg: not a .keras model file"):
         training.warm_start(load_config(tmp_path / "c.yml", ["init_from=s.jpg"]))
     result = run("train.py", "-c", "c.yml", "--set", "init_from=other.keras", cwd=tmp_path)

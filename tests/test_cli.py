@@ -83,43 +83,45 @@ def test_train_warm_starts_from_another_styles_network(trained):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def _grown_from_tiny(work, naming, *settings):
+    """Train one step at a negligible rate from the tiny model with `settings`; (train.py's stdout,
+    the tiny network, the grown one), both computing in float32."""
+    result = run("train.py", "-c", "tiny.yml", "--set", f"naming={naming}", "init_from=models/tiny/tiny.keras",
+                 *settings, "max_steps=1", "learning_rate=1.0e-9", cwd=work)
+    assert result.returncode == 0, result.stderr
+    import keras
+    from keras_style import precision, stylize
+    float32 = precision.choose("stylising", "float32")
+    source, grown = (stylize.in_precision(keras.saving.load_model(work / "models" / name / f"{name}.keras",
+                                                                  compile=False), float32)
+                     for name in ("tiny", naming))
+    return result.stdout, source, grown
+
+
+def assert_same_function(a, b):
+    x = np.random.default_rng(3).uniform(0, 255, (1, 36, 44, 3)).astype(np.float32)
+    np.testing.assert_allclose(a(x).numpy(), b(x).numpy(), atol=1e-3)
+
+
 def test_train_deepens_a_network_it_starts_from(trained):
     """extra_residual_blocks: the starting network's blocks plus new ones that begin as the identity,
     so the deeper network first computes what the starting one did."""
-    work, _ = trained
-    result = run("train.py", "-c", "tiny.yml", "--set", "naming=deeper", "init_from=models/tiny/tiny.keras",
-                 "extra_residual_blocks=2", "max_steps=1", "learning_rate=1.0e-9", cwd=work)
-    assert result.returncode == 0, result.stderr
-    assert "adding 2 residual blocks that start as the identity" in result.stdout
-    import keras
-    from keras_style import metanet, precision, stylize
-    float32 = precision.choose("stylising", "float32")
-    source, deeper = (stylize.in_precision(keras.saving.load_model(work / "models" / name / f"{name}.keras",
-                                                                   compile=False), float32)
-                      for name in ("tiny", "deeper"))
+    from keras_style import metanet
+    stdout, source, deeper = _grown_from_tiny(trained[0], "deeper", "extra_residual_blocks=2")
+    assert "adding 2 residual blocks that start as the identity" in stdout
     assert metanet.transform_shape(deeper) == (4, 16, 3)
-    x = np.random.default_rng(3).uniform(0, 255, (1, 36, 44, 3)).astype(np.float32)
-    np.testing.assert_allclose(deeper(x).numpy(), source(x).numpy(), atol=1e-3)
+    assert_same_function(deeper, source)
 
 
 def test_train_widens_a_network_it_starts_from(trained):
     """extra_base_channels / extra_residual_channels: a wider network whose old channels first compute
     what the starting network's did."""
-    work, _ = trained
-    result = run("train.py", "-c", "tiny.yml", "--set", "naming=wider", "init_from=models/tiny/tiny.keras",
-                 "extra_base_channels=2", "extra_residual_channels=4", "max_steps=1", "learning_rate=1.0e-9",
-                 cwd=work)
-    assert result.returncode == 0, result.stderr
-    assert "widening to base 6, residual width 20" in result.stdout
-    import keras
-    from keras_style import metanet, precision, stylize
-    float32 = precision.choose("stylising", "float32")
-    source, wider = (stylize.in_precision(keras.saving.load_model(work / "models" / name / f"{name}.keras",
-                                                                  compile=False), float32)
-                     for name in ("tiny", "wider"))
+    from keras_style import metanet
+    stdout, source, wider = _grown_from_tiny(trained[0], "wider", "extra_base_channels=2",
+                                             "extra_residual_channels=4")
+    assert "widening to base 6, residual width 20" in stdout
     assert metanet.transform_shape(wider) == (6, 20, 1)
-    x = np.random.default_rng(4).uniform(0, 255, (1, 36, 44, 3)).astype(np.float32)
-    np.testing.assert_allclose(wider(x).numpy(), source(x).numpy(), atol=1e-3)
+    assert_same_function(wider, source)
 
 
 def test_eval_with_model_writes_default_output(trained):

@@ -257,11 +257,11 @@ def _check_values(config, source):
                 "warmup_steps"):
         if getattr(config, key) < 0:
             fail(f"{key} must not be negative, got {getattr(config, key)}")
-    if config.extra_residual_blocks and (config.method != "transform" or not config.init_from):
-        fail("extra_residual_blocks deepens the network of init_from: it needs method transform and init_from")
-    for key in ("extra_base_channels", "extra_residual_channels"):
+    growth = {"extra_residual_blocks": "deepens", "extra_base_channels": "widens",
+              "extra_residual_channels": "widens"}
+    for key, verb in growth.items():
         if getattr(config, key) and (config.method != "transform" or not config.init_from):
-            fail(f"{key} widens the network of init_from: it needs method transform and init_from")
+            fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

@@ -71,6 +71,7 @@ class TrainConfig:
     style_data: Optional[tuple] = None        # folder(s) of training style images (required)
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
     style_norms: bool = True                  # the MetaNet also sets every instance norm's scale and shift
+    style_output_convs: bool = False          # ... and changes the last up-sampling and output convolutions
     color_weight: float = 0.0                 # weight of the colour term (the result's colours vs the painting's)
     eval_every: int = 0                       # > 0: measure val_styles x val_images every so many steps
     kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)

@@ -275,15 +275,18 @@ class DynamicConv2D(keras.layers.Layer):
     def call(self, inputs):
         x, params = inputs
         block = params[:, self.offset:self.offset + self.param_size]
-        kernel_size = math.prod(self.kernel_shape)
-        kernels = ops.reshape(block[:, :kernel_size], (-1,) + self.kernel_shape)
-        biases = block[:, kernel_size:]
+        kernels, biases = self._kernels_and_biases(block)
         shared = lambda: self._convolve(x, kernels[0], biases[0])  # noqa: E731
         if params.shape[0] == 1:
             return shared()
         # Equal rows (one style tiled over the batch) take the fast path; the result is the same.
         rows_equal = ops.all(ops.equal(block, block[:1]))
         return ops.cond(rows_equal, shared, lambda: self._per_image(x, kernels, biases))
+
+    def _kernels_and_biases(self, block):
+        """(B, k, k, in, filters) kernels and (B, filters) biases from the (B, param_size) columns."""
+        kernel_size = math.prod(self.kernel_shape)
+        return ops.reshape(block[:, :kernel_size], (-1,) + self.kernel_shape), block[:, kernel_size:]
 
     def _convolve(self, x, kernel, bias):
         return ops.conv(x, kernel, strides=self.strides, padding="valid") + bias
@@ -302,3 +305,28 @@ class DynamicConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "offset": self.offset}
+
+
+@register
+class StyleConv2D(DynamicConv2D):
+    """A 'valid' convolution with a kernel and bias of its own, to which the style adds a change.
+
+    Called on `[x, params]` like `DynamicConv2D`, it adds columns [offset, offset + param_size) to
+    its own kernel and bias, per image: a learned network that every style shares, and that the
+    MetaNet can bend for each style. (`StyleInstanceNormalization` does the same for a norm's
+    scale and shift.) With all those columns zero it is a plain `Conv2D`.
+    """
+
+    def build(self, shapes):
+        super().build(shapes)
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_shape, initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    @property
+    def param_parts(self):
+        """What this layer reads from the parameter vector: changes to its kernel, then its bias."""
+        return (("kernel_change", self.kernel_shape), ("bias_change", (self.filters,)))
+
+    def _kernels_and_biases(self, block):
+        changes, bias_changes = super()._kernels_and_biases(block)
+        return self.kernel[None] + changes, self.bias[None] + bias_changes

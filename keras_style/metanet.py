@@ -24,7 +24,7 @@ from keras import layers, ops
 
 from keras_style import precision
 from keras_style.layers import (CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
-                                ReflectionPad2D, Standardize, StyleInstanceNormalization)
+                                ReflectionPad2D, Standardize, StyleConv2D, StyleInstanceNormalization)
 from keras_style.losses import mean_std
 from keras_style.transform import conv_block
 
@@ -43,8 +43,8 @@ OUTPUT_SCALE = 1e-4
 # irrelevant; 1e-12 keeps the norms scale-free from the first step.
 DYNAMIC_NORM_EPSILON = 1e-12
 PLAIN_NORM_EPSILON = 1e-5  # the norms of transform.conv_block (InstanceNormalization's default)
-# Scales the MetaNet's outputs for the style norms' scale and shift, which the style adds to the
-# norms' own (learned, shared) ones. One Adam step moves an output weight by about the MetaNet's
+# Scales the MetaNet's outputs that the style adds to a layer's own (learned, shared) weights: the
+# style norms' scale and shift, the style convolutions' kernel and bias changes. One Adam step moves an output weight by about the MetaNet's
 # rate (4e-5 in conf/metanet.yml) and an output by that times the sum of the ~270 non-negative
 # shared hidden units: x 0.1 makes it ~1e-3 a step, the rate of the shared scales themselves.
 NORM_OUTPUT_SCALE = 0.1
@@ -155,10 +155,10 @@ class _Columns:
         return offset
 
 
-def transform_layout(base=16, residual_width=48, residual_blocks=6, style_norms=True):
+def transform_layout(base=16, residual_width=48, residual_blocks=6, style_norms=True, style_output_convs=False):
     """The `ParamLayout` of `build_meta_transform` with the same arguments."""
-    return ParamLayout.of_model(build_meta_transform(base, residual_width, residual_blocks,
-                                                     style_norms=style_norms))
+    return ParamLayout.of_model(build_meta_transform(base, residual_width, residual_blocks, style_norms=style_norms,
+                                                     style_output_convs=style_output_convs))
 
 
 def _norm(x, params, columns, name, epsilon=1e-5, style=True):
@@ -169,11 +169,24 @@ def _norm(x, params, columns, name, epsilon=1e-5, style=True):
     return layer([x, params])
 
 
-def _static_block(x, params, columns, filters, size, name, style_norms, strides=1, upsample=False):
-    """`transform.conv_block` (weights of its own), its norm a style norm when `style_norms`."""
-    x = conv_block(x, filters, size, strides=strides, upsample=upsample, norm=False, relu=False, name=name)
+def _static_block(x, params, columns, filters, size, name, style_norms, strides=1, upsample=False,
+                  style_conv=False):
+    """`transform.conv_block` (weights of its own), its norm a style norm when `style_norms`, its
+    convolution a `StyleConv2D` when `style_conv`."""
+    x = _conv(x, params, columns, filters, size, name, strides, upsample, style_conv)
     x = _norm(x, params, columns, f"{name}_norm", style=style_norms)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _conv(x, params, columns, filters, size, name, strides=1, upsample=False, style=False):
+    """[upsample] -> reflection pad -> convolution of its own weights, bent by the style if `style`."""
+    if not style:
+        return conv_block(x, filters, size, strides=strides, upsample=upsample, norm=False, relu=False, name=name)
+    if upsample:
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    x = ReflectionPad2D(size // 2, name=f"{name}_pad")(x)
+    offset = columns.take(size * size * x.shape[-1] * filters + filters)
+    return StyleConv2D(filters, size, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
 
 
 def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, upsample=False, relu=True):
@@ -188,7 +201,7 @@ def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, up
 
 
 def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_norms=True,
-                         name=TRANSFORM_NAME):
+                         style_output_convs=False, name=TRANSFORM_NAME):
     """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
 
     The Johnson network of `transform.py`. Widths: stem `base`, first down-sampling `2 * base`, then
@@ -199,7 +212,10 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
     (they mostly resample). Every convolution but the output is followed by instance
     normalisation (which also makes the generated kernels' overall scale irrelevant; the Keras port
     had none), and with `style_norms` every one of those norms is a `StyleInstanceNormalization`
-    whose scale and shift `params` also sets, so the style reaches every layer's statistics.
+    whose scale and shift `params` also sets, so the style reaches every layer's statistics. With
+    `style_output_convs` the last up-sampling and the output convolution, which draw the result's
+    fine texture at full resolution, are `StyleConv2D` layers: their own weights plus a change
+    that `params` sets.
 
     The MetaNet grows with the vector length P (one Dense of ~385 x kernel size per dynamic
     convolution): at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and
@@ -219,8 +235,9 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
             y = _dynamic_block(y, params, columns, residual_width, f"res{i}_b", style_norms, relu=False)
             x = layers.Add(name=f"res{i}_add")([x, y])
         x = _dynamic_block(x, params, columns, residual_width, "up1", style_norms, upsample=True)
-        x = _static_block(x, params, columns, base, 3, "up2", style_norms, upsample=True)
-        x = conv_block(x, 3, 9, norm=False, relu=False, name="out")
+        x = _static_block(x, params, columns, base, 3, "up2", style_norms, upsample=True,
+                          style_conv=style_output_convs)
+        x = _conv(x, params, columns, 3, 9, "out", style=style_output_convs)
         x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
         image = CropLike(dtype="float32", name="crop")([x, photo])
         return keras.Model([photo, params], image, name=name), columns.used
@@ -271,7 +288,7 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     outputs = []
     for slot in layout:
         reads = shared
-        if "kernel" in dict(slot.parts):  # a convolution's own group of hidden units beside the shared
+        if _is_convolution(slot):  # a convolution's own group of hidden units beside the shared
             own = _hidden(standardised, cnn, group_units, dropout[1], f"{PREFIX}{slot.name}")
             reads = layers.Concatenate(name=f"{PREFIX}{slot.name}_hidden")([own, shared])
         for part, shape in slot.parts:
@@ -295,10 +312,15 @@ def _output_name(slot, part):
     return f"{PREFIX}{slot.name}_{part}"
 
 
+def _is_convolution(slot):
+    return any(part in ("kernel", "kernel_change") for part, _ in slot.parts)
+
+
 def _output_scale(part):
     """Kernels and biases are scaled by the port's 1e-4 (instance norms follow them, so only their
-    direction matters); a norm's scale and shift by `NORM_OUTPUT_SCALE`: their size is what counts."""
-    return NORM_OUTPUT_SCALE if part in ("scale", "shift") else OUTPUT_SCALE
+    direction matters); what the style adds to a layer's own weights (a norm's scale and shift, a
+    style convolution's kernel and bias changes) by `NORM_OUTPUT_SCALE`: their size is what counts."""
+    return OUTPUT_SCALE if part in ("kernel", "bias") else NORM_OUTPUT_SCALE
 
 
 def _start_value(part):
@@ -410,7 +432,8 @@ def plain_transform_weights(transform, params):
     """{layer name: weights} that make a plain `transform.build_transform_net` network of the same
     shape compute what the meta transform `transform` computes with the parameter vector `params`
     (P,): the style's kernels and biases become the dynamic convolutions' own weights, and its
-    scales and shifts are added into the norms'. Such a network is a warm start for training that
+    scales and shifts and kernel and bias changes are added into the norms' and style
+    convolutions' own. Such a network is a warm start for training that
     style alone (it fine-tunes from the MetaNet's guess instead of from random weights).
 
     A dynamic convolution is followed by a norm of epsilon 1e-12 (`DYNAMIC_NORM_EPSILON`), a plain
@@ -421,7 +444,11 @@ def plain_transform_weights(transform, params):
     params = np.asarray(params, np.float32).reshape(-1)
     weights = {}
     for layer in transform.layers:
-        if isinstance(layer, DynamicConv2D):
+        if isinstance(layer, StyleConv2D):
+            kernel, bias = layer.get_weights()
+            change = params[layer.offset:layer.offset + layer.param_size]
+            weights[layer.name] = [kernel + change[:kernel.size].reshape(kernel.shape), bias + change[kernel.size:]]
+        elif isinstance(layer, DynamicConv2D):
             norm = transform.get_layer(layer.name.removesuffix("_conv") + "_norm")
             scale = math.sqrt(PLAIN_NORM_EPSILON / norm.epsilon)
             start, middle = layer.offset, layer.offset + math.prod(layer.kernel_shape)

@@ -112,8 +112,7 @@ class MetaNetTask(_PhotoTask):
         c = config
         super().__init__(c, skipped, c.content_layers + c.style_layers + metanet.STYLE_FEATURE_LAYERS,
                          PREVIEW_GRID)
-        self.transform = metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks,
-                                                      style_norms=c.style_norms)
+        self.transform = self._meta_transform()
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg), kernel_rank=c.kernel_rank)
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
@@ -129,27 +128,39 @@ class MetaNetTask(_PhotoTask):
         self.style_statistics = tf.constant(self.styles.statistics, tf.float32)
         metanet.fit_statistics_normalization(self.metanet, self.styles.statistics)
         if start:  # after the standardisation above: the saved one replaces it
-            _copy_weights(start)
+            for variable, value in start:
+                variable.assign(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
             print(f"starting from the MetaNet {Path(c.init_from).name} (its weights; optimiser and "
                   "steps begin anew)")
+            if self.new_layers:
+                print(f"new in this config, from their initial values: {', '.join(self.new_layers)}")
         self.style_colours = tf.constant(self.styles.colours)
         preview_styles = _preview_paths(c.val_styles, self.styles.files)
         self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
         self.validation = _Validation(self, preview_styles) if c.eval_every else None
 
+    def _meta_transform(self):
+        c = self.config
+        return metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms,
+                                            style_output_convs=c.style_output_convs)
+
     def _saved_weights(self, path):
-        """(this task's model, the saved one's) pairs to continue from a MetaNet file (weights
-        stored in bfloat16, cast back) when a run's checkpoints are gone."""
+        """(variable, saved value) pairs to continue from a MetaNet file (weights stored in bfloat16,
+        cast back) when a run's checkpoints are gone. Layers by name: every saved one must be here
+        with the same shapes; layers this config adds (e.g. `style_output_convs`) keep their
+        initial values, which for the MetaNet's outputs are zeros: the style changes nothing new."""
         model = stylize.load_model(path)
         if not stylize.is_metanet(model):
             raise UserError(f"init_from {path}: not a MetaNet (method metanet continues from one)")
         encoder, transform = metanet.metanet_halves(model)
         saved = next((layer for layer in encoder.layers if layer.name == self.metanet.name), None)
-        pairs = ((self.metanet, saved), (self.transform, transform))
-        if saved is None or any(_shapes(target) != _shapes(source) for target, source in pairs):
+        matches = [_weights_by_layer(target, source) for target, source in
+                   ((self.metanet, saved), (self.transform, transform))] if saved is not None else [None]
+        if None in matches:
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
                             "(base, residual_width, residual_blocks, style_norms, kernel_rank)")
-        return pairs
+        self.new_layers = [name for _, added in matches for name in added]
+        return [pair for pairs, _ in matches for pair in pairs]
 
     def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""
@@ -241,9 +252,7 @@ class MetaNetTask(_PhotoTask):
         return tf.concat(rows, axis=0)[None]
 
     def export(self, path):
-        c = self.config
-        transform = _for_export(self.transform, lambda: metanet.build_meta_transform(
-            c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms))
+        transform = _for_export(self.transform, self._meta_transform)
         metanet.build_export_model(self.metanet, transform, self.vgg).save(path)
 
 
@@ -251,10 +260,16 @@ def _shapes(model):
     return [tuple(w.shape) for w in model.weights]
 
 
-def _copy_weights(pairs):
-    for target, source in pairs:
-        for variable, value in zip(target.weights, source.weights):
-            variable.assign(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
+def _weights_by_layer(target, source):
+    """([(variable of `target`, its value in `source`), ...], names of layers only `target` has),
+    matching layers by name; None if a layer of `source` is missing from `target` or has other
+    shapes there."""
+    targets = {layer.name: layer for layer in target.layers if layer.weights}
+    sources = {layer.name: layer for layer in source.layers if layer.weights}
+    if any(name not in targets or _shapes(targets[name]) != _shapes(layer) for name, layer in sources.items()):
+        return None
+    pairs = [pair for name, layer in sources.items() for pair in zip(targets[name].weights, layer.weights)]
+    return pairs, [name for name in targets if name not in sources]
 
 
 def _mean_and_std(gram, mean, epsilon=1e-5):

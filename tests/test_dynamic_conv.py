@@ -1,10 +1,10 @@
-"""DynamicConv2D against keras.layers.Conv2D holding the same kernel and bias."""
+"""DynamicConv2D and StyleConv2D against keras.layers.Conv2D holding the same kernel and bias."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_style.layers import DynamicConv2D
+from keras_style.layers import DynamicConv2D, StyleConv2D
 
 OFFSET, TAIL = 5, 3  # unrelated columns before and after the layer's slice
 IN, FILTERS, K = 3, 4, 3
@@ -119,3 +119,32 @@ def test_config_and_keras_file_round_trip(rng, tmp_path):
     x = rng.normal(size=(2, 9, 9, IN)).astype("float32")
     np.testing.assert_allclose(loaded([x, params]), model([x, params]), rtol=1e-6, atol=1e-6)
     assert loaded.get_layer("dyn").param_size == K * K * IN * FILTERS + FILTERS
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_style_conv_adds_each_images_change_to_its_own_weights(rng, strides):
+    x = rng.normal(size=(3, 9, 8, IN)).astype("float32")
+    changes, bias_changes = random_weights(rng, 3)
+    own_kernel, own_bias = random_weights(rng, 1)
+    layer = StyleConv2D(FILTERS, K, strides=strides, offset=OFFSET)
+    params = pack(changes, bias_changes, rng)
+    layer([x, params])
+    layer.set_weights([own_kernel[0], own_bias[0]])
+    expected = [conv2d(own_kernel[0] + changes[i], own_bias[0] + bias_changes[i], strides)(x[i:i + 1])[0]
+                for i in range(3)]
+    np.testing.assert_allclose(layer([x, params]), np.stack(expected), rtol=1e-5, atol=1e-5)
+    no_change = pack(0 * changes[:1], 0 * bias_changes[:1], rng)
+    np.testing.assert_allclose(layer([x, no_change]), conv2d(own_kernel[0], own_bias[0], strides)(x),
+                               rtol=1e-5, atol=1e-5)
+    assert layer.param_parts == (("kernel_change", (K, K, IN, FILTERS)), ("bias_change", (FILTERS,)))
+
+
+def test_style_conv_survives_a_keras_file(rng, tmp_path):
+    x_in, p_in = keras.Input((None, None, IN)), keras.Input((OFFSET + K * K * IN * FILTERS + FILTERS,))
+    model = keras.Model([x_in, p_in], StyleConv2D(FILTERS, K, offset=OFFSET, name="style_conv")([x_in, p_in]))
+    x = rng.normal(size=(2, 7, 6, IN)).astype("float32")
+    params = pack(*random_weights(rng, 2), rng)[:, :p_in.shape[1]]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.get_layer("style_conv")) is StyleConv2D
+    np.testing.assert_array_equal(loaded([x, params]), model([x, params]))

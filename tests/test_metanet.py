@@ -308,3 +308,60 @@ def test_builds_and_runs_under_mixed_bfloat16():
     finally:
         keras.config.set_dtype_policy("float32")
     assert image.dtype == "float32" and np.isfinite(image).all()
+
+
+@pytest.fixture(scope="module")
+def styled_transform(parts):
+    """The fixture's transform with style output convolutions, holding the same weights."""
+    transform = parts[1]
+    styled = mn.build_meta_transform(BASE, WIDTH, BLOCKS, style_output_convs=True)
+    for layer in transform.layers:
+        if layer.weights:
+            styled.get_layer(layer.name).set_weights(layer.get_weights())
+    return styled
+
+
+def _moved(params, layout, styled_layout):
+    """`params` of `layout` placed in a vector of `styled_layout`, zero where only it has columns."""
+    moved = np.zeros(styled_layout.size, np.float32)
+    for slot in layout:
+        moved[styled_layout[slot.name].offset:styled_layout[slot.name].end] = params[slot.offset:slot.end]
+    return moved
+
+
+def test_style_output_convs_without_change_are_the_network_without_them(parts, styled_transform):
+    vgg, transform, layout, metanet, encoder = parts
+    styled_layout = mn.ParamLayout.of_model(styled_transform)
+    added = {slot.name for slot in styled_layout} - {slot.name for slot in layout}
+    assert added == {"up2_conv", "out_conv"}
+    assert styled_layout["out_conv"].parts == (("kernel_change", (9, 9, BASE, 3)), ("bias_change", (3,)))
+    params = np.asarray(encoder(images(1, 40, 36, 1)))[0]
+    photo = images(2, 23, 18, 3)
+    moved = _moved(params, layout, styled_layout)
+    want = transform([photo, tf.constant(params[None])])
+    assert_equal_up_to_summation_order(styled_transform([photo, tf.constant(moved[None])]), want)
+    out = styled_layout["out_conv"]
+    moved[out.offset:out.end] = np.random.default_rng(5).normal(0, 0.05, out.size)
+    assert np.abs(styled_transform([photo, tf.constant(moved[None])]) - want).mean() > 1.0
+
+
+def test_a_style_with_style_output_convs_becomes_a_plain_network(styled_transform):
+    layout = mn.ParamLayout.of_model(styled_transform)
+    params = np.random.default_rng(6).normal(0, 0.3, layout.size).astype("float32")
+    plain = build_transform_net(BASE, BLOCKS, WIDTH)
+    for name, weights in mn.plain_transform_weights(styled_transform, params).items():
+        plain.get_layer(name).set_weights(weights)
+    photo = images(2, 23, 18, 3)
+    assert_equal_up_to_summation_order(plain(photo), styled_transform([photo, tf.constant(params[None])]))
+
+
+def test_metanet_starts_style_convolution_changes_at_zero(parts):
+    vgg = parts[0]
+    styled = mn.build_meta_transform(BASE, WIDTH, BLOCKS, style_output_convs=True)
+    layout = mn.ParamLayout.of_model(styled)
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
+    encoder = mn.build_style_encoder(metanet, vgg)
+    params = np.asarray(encoder(images(2, 30, 30, 7)))
+    for name in ("up2_conv", "out_conv"):
+        assert not params[:, layout[name].offset:layout[name].end].any()
+    assert params[:, layout["down2_conv"].offset:layout["down2_conv"].end].any()

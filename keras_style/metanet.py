@@ -44,9 +44,10 @@ OUTPUT_SCALE = 1e-4
 DYNAMIC_NORM_EPSILON = 1e-12
 PLAIN_NORM_EPSILON = 1e-5  # the norms of transform.conv_block (InstanceNormalization's default)
 # Scales the MetaNet's outputs that the style adds to a layer's own (learned, shared) weights: the
-# style norms' scale and shift, the style convolutions' kernel and bias changes. One Adam step moves an output weight by about the MetaNet's
-# rate (4e-5 in conf/metanet.yml) and an output by that times the sum of the ~270 non-negative
-# shared hidden units: x 0.1 makes it ~1e-3 a step, the rate of the shared scales themselves.
+# style norms' scale and shift, the style convolutions' kernel and bias changes. One Adam step
+# moves an output weight by about the MetaNet's rate (4e-5 in conf/metanet.yml) and an output by
+# that times the sum of the ~270 non-negative shared hidden units: x 0.1 makes it ~1e-3 a step,
+# the rate of the shared weights themselves.
 NORM_OUTPUT_SCALE = 0.1
 PREFIX = "metanet_"
 STANDARDISE_NAME = f"{PREFIX}stats_standardise"

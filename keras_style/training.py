@@ -158,7 +158,7 @@ class MetaNetTask(_PhotoTask):
                    ((self.metanet, saved), (self.transform, transform))] if saved is not None else [None]
         if None in matches:
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
-                            "(base, residual_width, residual_blocks, style_norms, kernel_rank)")
+                            "(base, residual_width, residual_blocks, style_norms, style_output_convs, kernel_rank)")
         self.new_layers = [name for _, added in matches for name in added]
         return [pair for pairs, _ in matches for pair in pairs]
 

@@ -53,6 +53,12 @@ def load_image(path, max_size=None, dtype=np.float32):
     return array
 
 
+def load_painting_at(path, side):
+    """A style image scaled, up or down, so its longer side is exactly `side`: a painting as the
+    yardstick (quality.py) judges it, whatever size its file is."""
+    return resize_to_longer(load_style_image(path, side, verbose=False), side)
+
+
 def load_style_image(path, max_size, min_side=16, label="style image", verbose=True):
     """A style image at most `max_size` on its longer side and at least `min_side` on its shorter
     one (Gram and mean/std statistics do not depend on size, so tiny images are simply enlarged and

@@ -301,7 +301,7 @@ class _Validation:
         side = VALIDATION_SIDE
         photos = _preview_paths(task.config.val_images, task.files)
         self.photos = [images.resize_to_longer(images.load_image(p, max_size=side), side) for p in photos]
-        self.styles = [images.load_style_image(p, side, verbose=False) for p in style_paths]
+        self.styles = [images.load_painting_at(p, side) for p in style_paths]
         self.style_views = [images.resize_shorter_to(s, metanet.ENCODE_SIDE) for s in self.styles]
         directions = losses.colour_directions(COLOUR_SLICES)
         self.directions = directions

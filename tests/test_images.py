@@ -333,6 +333,16 @@ def test_resize_to_longer(shape, size, expected):
     np.testing.assert_allclose(out, 50.0, atol=0.5)
 
 
+
+@pytest.mark.parametrize("size, expected", [((30, 20), (40, 60)),    # (width, height): enlarged
+                                            ((200, 100), (30, 60))])  # shrunk
+def test_a_painting_is_judged_at_exactly_the_side_asked(tmp_path, size, expected):
+    path = save(Image.fromarray(rgb(size[1], size[0])), tmp_path / "p.png")
+    out = images.load_painting_at(path, 60)
+    assert out.shape == (*expected, 3)
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), images.load_image(path).mean(axis=(0, 1)), atol=3)
+
+
 # --- finding -------------------------------------------------------------------------------------
 
 def test_find_images_recursive_sorted_skips_hidden_and_non_images(tmp_path):

@@ -22,9 +22,6 @@ from keras_style.progress import Progress
 
 COLOUR_DIRECTIONS = 32
 COLOUR_LEVELS = 64
-# In the Gram file's name: its targets are the paintings scaled to exactly `style_size`, small ones
-# enlarged as the yardstick does (files made before, at the paintings' own sizes when smaller, differ).
-TARGET_SCALING = "exact"
 
 
 class StyleSet:
@@ -51,7 +48,7 @@ class StyleSet:
             if read:
                 self._save(read, unreadable)
         self._grams = _GramFile(self._channels(vgg), len(self.files),
-                                cache_dir and Path(cache_dir) / f"style_grams-{key}-{TARGET_SCALING}.npy")
+                                cache_dir and Path(cache_dir) / f"style_grams-{key}.npy")
         self._features = tf.function(lambda image: self._targets_of(vgg(image)),
                                      input_signature=[tf.TensorSpec((1, None, None, 3), tf.float32)])
 
@@ -109,7 +106,7 @@ class StyleSet:
         channel means (len(ids), C), float32."""
         for i in ids:
             if not self._grams.ready(i):
-                image = images.load_painting_at(self.files[i], self.style_size)
+                image = images.load_style_image(self.files[i], self.style_size, verbose=False)
                 computed = self._features(tf.constant(image[None]))
                 self._grams.store(i, [[np.asarray(t)[0] for t in computed[n]] for n in self.style_layers])
         rows = [self._grams.load(i) for i in ids]

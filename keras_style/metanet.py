@@ -183,20 +183,21 @@ def _conv(x, params, columns, filters, size, name, strides=1, upsample=False, st
     """[upsample] -> reflection pad -> convolution of its own weights, bent by the style if `style`."""
     if not style:
         return conv_block(x, filters, size, strides=strides, upsample=upsample, norm=False, relu=False, name=name)
+    return _params_conv(StyleConv2D, x, params, columns, filters, size, name, strides, upsample)
+
+
+def _params_conv(layer_class, x, params, columns, filters, size, name, strides, upsample):
+    """[upsample] -> reflection pad -> a `layer_class` convolution reading its columns of `params`."""
     if upsample:
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
     x = ReflectionPad2D(size // 2, name=f"{name}_pad")(x)
     offset = columns.take(size * size * x.shape[-1] * filters + filters)
-    return StyleConv2D(filters, size, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
+    return layer_class(filters, size, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
 
 
 def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, upsample=False, relu=True):
     """[upsample] -> reflection pad -> dynamic 3x3 conv -> instance norm -> [ReLU], as `conv_block`."""
-    if upsample:
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
-    x = ReflectionPad2D(1, name=f"{name}_pad")(x)
-    offset = columns.take(9 * x.shape[-1] * filters + filters)
-    x = DynamicConv2D(filters, 3, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
+    x = _params_conv(DynamicConv2D, x, params, columns, filters, 3, name, strides, upsample)
     x = _norm(x, params, columns, f"{name}_norm", DYNAMIC_NORM_EPSILON, style_norms)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -116,7 +116,7 @@ class MetaNetTask(_PhotoTask):
         self.metanet = metanet.build_metanet(metanet.ParamLayout.of_model(self.transform),
                                              metanet.style_feature_size(self.vgg), kernel_rank=c.kernel_rank)
         self.model = _Trainables(self.metanet, self.transform, name="metanet_trainables")
-        start = self._saved_weights(c.init_from) if c.init_from else ()  # checked before the styles
+        start, new_layers = self._saved_weights(c.init_from) if c.init_from else ((), ())  # before the styles
         files = [f for folder in c.style_data for f in data.list_image_files(folder)]
         # The views are fixed, so are their VGG statistics: computed once, not in every step.
         self.styles = StyleSet(files, self.vgg, c.style_layers, c.style_size, metanet.ENCODE_SIDE,
@@ -132,8 +132,8 @@ class MetaNetTask(_PhotoTask):
                 variable.assign(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
             print(f"starting from the MetaNet {Path(c.init_from).name} (its weights; optimiser and "
                   "steps begin anew)")
-            if self.new_layers:
-                print(f"new in this config, from their initial values: {', '.join(self.new_layers)}")
+            if new_layers:
+                print(f"new in this config, from their initial values: {', '.join(new_layers)}")
         self.style_colours = tf.constant(self.styles.colours)
         preview_styles = _preview_paths(c.val_styles, self.styles.files)
         self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
@@ -145,10 +145,11 @@ class MetaNetTask(_PhotoTask):
                                             style_output_convs=c.style_output_convs)
 
     def _saved_weights(self, path):
-        """(variable, saved value) pairs to continue from a MetaNet file (weights stored in bfloat16,
-        cast back) when a run's checkpoints are gone. Layers by name: every saved one must be here
-        with the same shapes; layers this config adds (e.g. `style_output_convs`) keep their
-        initial values, which for the MetaNet's outputs are zeros: the style changes nothing new."""
+        """([(variable, saved value), ...], names of new layers) to continue from a MetaNet file
+        (weights stored in bfloat16, cast back) when a run's checkpoints are gone. Layers by name:
+        every saved one must be here with the same shapes; layers this config adds (e.g.
+        `style_output_convs`) keep their initial values, which for the MetaNet's outputs are zeros:
+        the style changes nothing new."""
         model = stylize.load_model(path)
         if not stylize.is_metanet(model):
             raise UserError(f"init_from {path}: not a MetaNet (method metanet continues from one)")
@@ -159,8 +160,7 @@ class MetaNetTask(_PhotoTask):
         if None in matches:
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
                             "(base, residual_width, residual_blocks, style_norms, style_output_convs, kernel_rank)")
-        self.new_layers = [name for _, added in matches for name in added]
-        return [pair for pairs, _ in matches for pair in pairs]
+        return [pair for pairs, _ in matches for pair in pairs], [name for _, added in matches for name in added]
 
     def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""

@@ -10,6 +10,7 @@ MetaNet trainers.
 import dataclasses
 import hashlib
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,7 @@ class MetaNetTask(_PhotoTask):
                   "steps begin anew)")
             if new_layers:
                 print(f"new in this config, from their initial values: {', '.join(new_layers)}")
+            self._start_as_identity(_new_residual_blocks(new_layers))
         self.style_colours = tf.constant(self.styles.colours)
         preview_styles = _preview_paths(c.val_styles, self.styles.files)
         self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
@@ -161,6 +163,14 @@ class MetaNetTask(_PhotoTask):
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
                             "(base, residual_width, residual_blocks, style_norms, style_output_convs, kernel_rank)")
         return [pair for pairs, _ in matches for pair in pairs], [name for _, added in matches for name in added]
+
+    def _start_as_identity(self, blocks):
+        """Make the residual blocks `blocks` (numbers) add nothing at first, as `_identity_blocks`
+        does for a per-style network: their last norm's own scale and shift are zero, and the
+        MetaNet's change to them starts at zero too. Their kernels still learn from the first step."""
+        for name in _identity_blocks(blocks, self.config.residual_width):
+            norm = self.transform.get_layer(name)
+            norm.set_weights([np.zeros_like(w) for w in norm.get_weights()])
 
     def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""
@@ -642,7 +652,7 @@ def warm_start(config):
     except ValueError:  # no stem_conv / down2_conv: some other model
         raise UserError(f"init_from {config.init_from}: not a per-style network or a MetaNet") from None
     print(f"starting from {source} (base {base}, residual width {width}, {blocks} residual blocks)")
-    weights.update(_identity_blocks(blocks, config.extra_residual_blocks, width))
+    weights.update(_identity_blocks(range(blocks + 1, blocks + config.extra_residual_blocks + 1), width))
     if config.extra_residual_blocks:
         print(f"adding {config.extra_residual_blocks} residual blocks that start as the identity")
     blocks += config.extra_residual_blocks
@@ -652,11 +662,16 @@ def warm_start(config):
     return dataclasses.replace(config, base=base, residual_width=width, residual_blocks=blocks), weights
 
 
-def _identity_blocks(existing, extra, width):
-    """Weights that make residual blocks existing+1..existing+extra add nothing at first: their last
+def _identity_blocks(blocks, width):
+    """Weights that make the residual blocks numbered `blocks` add nothing at first: their last
     norm's scale and shift are zero (its convolutions keep their random start, so they still learn)."""
     zeros = np.zeros(width, np.float32)
-    return {f"res{i}_b_norm": [zeros, zeros] for i in range(existing + 1, existing + extra + 1)}
+    return {f"res{i}_b_norm": [zeros, zeros] for i in blocks}
+
+
+def _new_residual_blocks(new_layers):
+    """Numbers of the residual blocks among `new_layers` (names of layers with weights)."""
+    return [int(match[1]) for name in new_layers if (match := re.fullmatch(r"res(\d+)_b_norm", name))]
 
 
 def train(config):

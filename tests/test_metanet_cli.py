@@ -433,12 +433,14 @@ def test_a_per_style_network_warm_started_from_the_metanet_begins_as_its_style(t
 def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
     """init_from a MetaNet file (checkpoints gone): training starts from its weights, not random
     ones (one step at a negligible rate leaves its results as they were), also when the config
-    adds style output convolutions (their changes start at zero); another shape is one clear error."""
+    adds style output convolutions (their changes start at zero) or residual blocks (they start as
+    the identity); another shape is one clear error."""
     work, _, _ = trained
     later = ("max_steps=1", "learning_rate=1.0e-9", "styles_before_batching=0", "mixed_precision=false")
     outputs = {name: run("train.py", "-c", "m.yml", "--set", f"naming={name}", *later, *extra, cwd=work)
                for name, extra in (("again", [f"init_from={MODEL}"]), ("fresh", ["seed=5"]),
-                                   ("styled", [f"init_from={MODEL}", "style_output_convs=true"]))}
+                                   ("styled", [f"init_from={MODEL}", "style_output_convs=true"]),
+                                   ("deeper", [f"init_from={MODEL}", "residual_blocks=3"]))}
     for result in outputs.values():
         assert result.returncode == 0, result.stderr + result.stdout
     assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
@@ -448,11 +450,10 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
     photo(work / "check" / "m.jpg", (48, 40), seed=31)
     results = {name: stylised(work, monkeypatch, capsys, "check/m.jpg", name, "--model_file",
                               f"models/{name}/{name}.keras", "--style_image", "s1.jpg")
-               for name in ("mn", "again", "fresh", "styled")}
-    again = np.abs(results["again"] - results["mn"]).mean()
-    styled = np.abs(results["styled"] - results["mn"]).mean()
-    fresh = np.abs(results["fresh"] - results["mn"]).mean()
-    assert again < 2.0 and styled < 2.0 and fresh > 5 * max(again, styled), (again, styled, fresh)
+               for name in ("mn", "again", "fresh", "styled", "deeper")}
+    again, styled, deeper, fresh = (np.abs(results[name] - results["mn"]).mean()
+                                    for name in ("again", "styled", "deeper", "fresh"))
+    assert max(again, styled, deeper) < 2.0 and fresh > 5 * max(again, styled, deeper), (again, styled, deeper, fresh)
     wider = run("train.py", "-c", "m.yml", "--set", "naming=wider", "residual_width=6", f"init_from={MODEL}",
                 cwd=work)
     assert_one_line_error(wider, "its MetaNet has another shape than this config's")

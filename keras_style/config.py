@@ -57,7 +57,8 @@ class TrainConfig:
     # A .keras file to start from instead of random weights. Method transform: a per-style model
     # (another style's network) or a MetaNet (the network it generates for style_image); its shape
     # replaces base, residual_width and residual_blocks. Method metanet: a MetaNet of this config's
-    # shape, continued with a fresh optimiser (when a run's checkpoints are gone).
+    # shape, continued with a fresh optimiser (when a run's checkpoints are gone), or of its shape but
+    # fewer residual blocks: the blocks this config adds start as the identity.
     init_from: Optional[str] = None
     # With init_from (method transform): residual blocks appended to the starting network, each
     # starting as the identity, so training begins from the same function with more capacity.

@@ -168,8 +168,8 @@ class MetaNetTask(_PhotoTask):
         """Make the residual blocks `blocks` (numbers) add nothing at first, as `_identity_blocks`
         does for a per-style network: their last norm's own scale and shift are zero, and the
         MetaNet's change to them starts at zero too. Their kernels still learn from the first step."""
-        for name in _identity_blocks(blocks, self.config.residual_width):
-            norm = self.transform.get_layer(name)
+        for block in blocks:
+            norm = self.transform.get_layer(f"res{block}_b_norm")
             norm.set_weights([np.zeros_like(w) for w in norm.get_weights()])
 
     def _statistics(self, views, batch=32):
@@ -652,7 +652,7 @@ def warm_start(config):
     except ValueError:  # no stem_conv / down2_conv: some other model
         raise UserError(f"init_from {config.init_from}: not a per-style network or a MetaNet") from None
     print(f"starting from {source} (base {base}, residual width {width}, {blocks} residual blocks)")
-    weights.update(_identity_blocks(range(blocks + 1, blocks + config.extra_residual_blocks + 1), width))
+    weights.update(_identity_blocks(blocks, config.extra_residual_blocks, width))
     if config.extra_residual_blocks:
         print(f"adding {config.extra_residual_blocks} residual blocks that start as the identity")
     blocks += config.extra_residual_blocks
@@ -662,11 +662,11 @@ def warm_start(config):
     return dataclasses.replace(config, base=base, residual_width=width, residual_blocks=blocks), weights
 
 
-def _identity_blocks(blocks, width):
-    """Weights that make the residual blocks numbered `blocks` add nothing at first: their last
+def _identity_blocks(existing, extra, width):
+    """Weights that make residual blocks existing+1..existing+extra add nothing at first: their last
     norm's scale and shift are zero (its convolutions keep their random start, so they still learn)."""
     zeros = np.zeros(width, np.float32)
-    return {f"res{i}_b_norm": [zeros, zeros] for i in blocks}
+    return {f"res{i}_b_norm": [zeros, zeros] for i in range(existing + 1, existing + extra + 1)}
 
 
 def _new_residual_blocks(new_layers):

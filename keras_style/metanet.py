@@ -423,11 +423,16 @@ def transform_shape(model):
     """(base, residual_width, residual_blocks) of a transform network, plain or meta; a ValueError
     for any other model, or a meta transform no plain one matches (its first up-sampling's width
     is the residual width, a plain network's twice the base)."""
-    blocks = sum(1 for layer in model.layers if layer.name.startswith("res") and layer.name.endswith("_add"))
+    blocks = residual_block_count(model)
     base, width = model.get_layer("stem_conv").filters, model.get_layer("down2_conv").filters
     if model.get_layer("up1_conv").filters != 2 * base:
         raise ValueError(f"{model.name}: up1 is {model.get_layer('up1_conv').filters} wide, not 2 x {base}")
     return base, width, blocks
+
+
+def residual_block_count(model):
+    """How many residual blocks a transform network, plain or meta, has."""
+    return sum(1 for layer in model.layers if layer.name.startswith("res") and layer.name.endswith("_add"))
 
 
 def plain_transform_weights(transform, params):

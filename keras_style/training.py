@@ -10,7 +10,6 @@ MetaNet trainers.
 import dataclasses
 import hashlib
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -135,7 +134,6 @@ class MetaNetTask(_PhotoTask):
                   "steps begin anew)")
             if new_layers:
                 print(f"new in this config, from their initial values: {', '.join(new_layers)}")
-            self._start_as_identity(_new_residual_blocks(new_layers))
         self.style_colours = tf.constant(self.styles.colours)
         preview_styles = _preview_paths(c.val_styles, self.styles.files)
         self.preview_styles = data.fixed_images(preview_styles, metanet.ENCODE_SIDE, PREVIEW_GRID, skipped)
@@ -151,7 +149,8 @@ class MetaNetTask(_PhotoTask):
         (weights stored in bfloat16, cast back) when a run's checkpoints are gone. Layers by name:
         every saved one must be here with the same shapes; layers this config adds (e.g.
         `style_output_convs`) keep their initial values, which for the MetaNet's outputs are zeros:
-        the style changes nothing new."""
+        the style changes nothing new. Residual blocks it adds start as the identity, as in
+        `warm_start`."""
         model = stylize.load_model(path)
         if not stylize.is_metanet(model):
             raise UserError(f"init_from {path}: not a MetaNet (method metanet continues from one)")
@@ -162,15 +161,13 @@ class MetaNetTask(_PhotoTask):
         if None in matches:
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
                             "(base, residual_width, residual_blocks, style_norms, style_output_convs, kernel_rank)")
-        return [pair for pairs, _ in matches for pair in pairs], [name for _, added in matches for name in added]
-
-    def _start_as_identity(self, blocks):
-        """Make the residual blocks `blocks` (numbers) add nothing at first, as `_identity_blocks`
-        does for a per-style network: their last norm's own scale and shift are zero, and the
-        MetaNet's change to them starts at zero too. Their kernels still learn from the first step."""
-        for block in blocks:
-            norm = self.transform.get_layer(f"res{block}_b_norm")
-            norm.set_weights([np.zeros_like(w) for w in norm.get_weights()])
+        existing = metanet.residual_block_count(transform)
+        c = self.config
+        identity = _identity_blocks(existing, c.residual_blocks - existing, c.residual_width)
+        pairs = [pair for pairs, _ in matches for pair in pairs]
+        pairs += [pair for name, values in identity.items()
+                  for pair in zip(self.transform.get_layer(name).weights, values)]
+        return pairs, [name for _, added in matches for name in added]
 
     def _statistics(self, views, batch=32):
         """The MetaNet's input statistics of `views`, which set its input standardisation."""
@@ -667,11 +664,6 @@ def _identity_blocks(existing, extra, width):
     norm's scale and shift are zero (its convolutions keep their random start, so they still learn)."""
     zeros = np.zeros(width, np.float32)
     return {f"res{i}_b_norm": [zeros, zeros] for i in range(existing + 1, existing + extra + 1)}
-
-
-def _new_residual_blocks(new_layers):
-    """Numbers of the residual blocks among `new_layers` (names of layers with weights)."""
-    return [int(match[1]) for name in new_layers if (match := re.fullmatch(r"res(\d+)_b_norm", name))]
 
 
 def train(config):

@@ -73,6 +73,9 @@ class TrainConfig:
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
     style_norms: bool = True                  # the MetaNet also sets every instance norm's scale and shift
     style_output_convs: bool = False          # ... and changes the last up-sampling and output convolutions
+    # Judge every training style at exactly style_size on its longer side, smaller paintings enlarged
+    # (as the yardstick does), instead of at their own size up to style_size.
+    enlarge_styles: bool = False
     color_weight: float = 0.0                 # weight of the colour term (the result's colours vs the painting's)
     eval_every: int = 0                       # > 0: measure val_styles x val_images every so many steps
     kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)
@@ -240,7 +243,8 @@ def _check_values(config, source):
         fail(f"optimizer must be adam or adagrad2, got {config.optimizer!r}")
     if config.optimizer == "adagrad2" and config.method != "metanet":
         fail("optimizer adagrad2 clips the MetaNet's gradients; it is for method metanet (use adam)")
-    for key, default in (("metanet_learning_rate_scale", 1.0), ("color_weight", 0.0), ("eval_every", 0)):
+    for key, default in (("metanet_learning_rate_scale", 1.0), ("color_weight", 0.0), ("eval_every", 0),
+                         ("enlarge_styles", False)):
         if getattr(config, key) != default and config.method != "metanet":
             fail(f"{key} is for method metanet")
     if config.distribute not in DISTRIBUTE:

@@ -28,17 +28,19 @@ class StyleSet:
     """The readable images of `files` as training styles (`len(self)` of them, in `self.files`).
 
     `view_side`: the side of the square views (`self.views`, (N, side, side, 3) uint8);
-    `style_size`: the longer side at which each painting is judged; `vgg`: a `vgg.build_vgg` model
+    `style_size`: the longer side at which each painting is judged (with `enlarge`, exactly that:
+    smaller paintings are enlarged to it, as the yardstick judges them; else at most that); `vgg`: a `vgg.build_vgg` model
     with `style_layers` among its outputs; `summarise(views)`: what the MetaNet reads of the views
     besides themselves (`self.statistics`), computed with them. `cache_dir`: where the views,
     colours, statistics and the Gram file are kept (None: in memory only).
     """
 
     def __init__(self, files, vgg, style_layers, style_size, view_side, summarise=None, cache_dir=None,
-                 skipped=None):
-        self.style_layers, self.style_size = tuple(style_layers), style_size
+                 skipped=None, enlarge=False):
+        self.style_layers, self.style_size, self.enlarge = tuple(style_layers), style_size, enlarge
         self.directions = losses.colour_directions(COLOUR_DIRECTIONS)
-        key = _key(files, vgg, [style_size, view_side, self.style_layers, vgg.layers[-1].dtype_policy.name])
+        settings = [style_size, view_side, self.style_layers, vgg.layers[-1].dtype_policy.name]
+        key = _key(files, vgg, settings + (["enlarged"] if enlarge else []))
         read = cache_dir and Path(cache_dir) / f"style_set-{key}.npz"
         if read and read.is_file():
             self._load(read, skipped)
@@ -77,7 +79,7 @@ class StyleSet:
         progress = Progress(len(files), label="reading style", log_seconds=10.0)
         for i, path in enumerate(files):
             try:
-                image = images.load_style_image(path, self.style_size, verbose=False)
+                image = self._painting(path)
             except UserError as exc:
                 unreadable.append((path, str(exc)))
                 if skipped is not None:
@@ -95,6 +97,11 @@ class StyleSet:
             raise UserError(f"none of the {len(files)} style images is readable")
         return kept, np.stack(views), np.stack(colours), unreadable
 
+    def _painting(self, path):
+        if self.enlarge:
+            return images.load_painting_at(path, self.style_size)
+        return images.load_style_image(path, self.style_size, verbose=False)
+
     def _targets_of(self, features):
         return {n: (losses.gram_matrix(features[n]), losses.mean_std(features[n])[0]) for n in self.style_layers}
 
@@ -106,7 +113,7 @@ class StyleSet:
         channel means (len(ids), C), float32."""
         for i in ids:
             if not self._grams.ready(i):
-                image = images.load_style_image(self.files[i], self.style_size, verbose=False)
+                image = self._painting(self.files[i])
                 computed = self._features(tf.constant(image[None]))
                 self._grams.store(i, [[np.asarray(t)[0] for t in computed[n]] for n in self.style_layers])
         rows = [self._grams.load(i) for i in ids]

@@ -121,7 +121,7 @@ class MetaNetTask(_PhotoTask):
         # The views are fixed, so are their VGG statistics: computed once, not in every step.
         self.styles = StyleSet(files, self.vgg, c.style_layers, c.style_size, metanet.ENCODE_SIDE,
                                summarise=self._statistics, cache_dir=Path(c.model_path) / "style_targets",
-                               skipped=skipped)
+                               skipped=skipped, enlarge=c.enlarge_styles)
         print(f"{len(self.styles)} training styles; loss targets made for {self.styles.prepared} of them "
               "(the rest when first trained on)")
         self.style_views = tf.constant(self.styles.views)

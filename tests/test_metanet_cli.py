@@ -257,6 +257,10 @@ def test_metanet_config_defaults_and_transform_only_options(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="color_weight is for method metanet"):
         load_config(tmp_path / "t.yml")
     (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
+                                    "enlarge_styles: true\n")
+    with pytest.raises(ConfigError, match="enlarge_styles is for method metanet"):
+        load_config(tmp_path / "t.yml")
+    (tmp_path / "t.yml").write_text("naming: t\ntrain_data: photos\nstyle_image: one.jpg\n"
                                     "style_data: styles\n")
     with pytest.raises(ConfigError, match="style_data is for method metanet"):
         load_config(tmp_path / "t.yml")

@@ -1,11 +1,13 @@
-"""The training styles' cache (keras_style.styles): found again after the paintings are copied,
-made anew when a painting changes."""
+"""The training styles (keras_style.styles): their loss targets at the size asked for; the cache found
+again after the paintings are copied, made anew when a painting changes."""
 import os
 
 import numpy as np
 from PIL import Image
 
-from keras_style import metanet
+import pytest
+
+from keras_style import images, losses, metanet
 from keras_style.styles import StyleSet
 from keras_style.vgg import build_vgg
 
@@ -20,10 +22,22 @@ def _paintings(folder, seed):
     return sorted(str(p) for p in folder.iterdir())
 
 
-def _style_set(files, cache, calls):
-    vgg = build_vgg(LAYERS, weights="random")
-    return StyleSet(files, vgg, LAYERS, 32, metanet.ENCODE_SIDE, cache_dir=cache,
+def _style_set(files, cache, calls, vgg=None, enlarge=False):
+    vgg = vgg or build_vgg(LAYERS, weights="random")
+    return StyleSet(files, vgg, LAYERS, 32, metanet.ENCODE_SIDE, cache_dir=cache, enlarge=enlarge,
                     summarise=lambda views: calls.append(len(views)) or np.ones((len(views), 1)))
+
+
+@pytest.mark.parametrize("enlarge, longer_side", [(False, 24), (True, 32)])
+def test_targets_are_the_grams_of_the_painting_at_its_own_size_or_enlarged(tmp_path, enlarge, longer_side):
+    files = _paintings(tmp_path / "paintings", seed=0)
+    vgg = build_vgg(LAYERS, weights="random")
+    targets = _style_set(files, tmp_path / "cache", [], vgg, enlarge).targets([1])
+    painting = images.resize_to_longer(images.load_image(files[1]), longer_side)
+    features = vgg(painting[None])
+    for name in LAYERS:
+        expected = np.asarray(losses.gram_matrix(features[name]))
+        np.testing.assert_allclose(targets[name][0], expected, rtol=2e-3, atol=1e-3 * np.abs(expected).max())
 
 
 def test_style_cache_survives_new_modification_times_but_not_new_contents(tmp_path):

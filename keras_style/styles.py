@@ -28,9 +28,9 @@ class StyleSet:
     """The readable images of `files` as training styles (`len(self)` of them, in `self.files`).
 
     `view_side`: the side of the square views (`self.views`, (N, side, side, 3) uint8);
-    `style_size`: the longer side at which each painting is judged (with `enlarge`, exactly that:
-    smaller paintings are enlarged to it, as the yardstick judges them; else at most that); `vgg`: a `vgg.build_vgg` model
-    with `style_layers` among its outputs; `summarise(views)`: what the MetaNet reads of the views
+    `style_size`: the longer side at which each painting is judged: at most that, or with `enlarge`
+    exactly that, smaller paintings enlarged as the yardstick judges them; `vgg`: a `vgg.build_vgg`
+    model with `style_layers` among its outputs; `summarise(views)`: what the MetaNet reads of the views
     besides themselves (`self.statistics`), computed with them. `cache_dir`: where the views,
     colours, statistics and the Gram file are kept (None: in memory only).
     """

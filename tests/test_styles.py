@@ -3,9 +3,8 @@ again after the paintings are copied, made anew when a painting changes."""
 import os
 
 import numpy as np
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 from keras_style import images, losses, metanet
 from keras_style.styles import StyleSet
@@ -23,7 +22,7 @@ def _paintings(folder, seed):
 
 
 def _style_set(files, cache, calls, vgg=None, enlarge=False):
-    vgg = vgg or build_vgg(LAYERS, weights="random")
+    vgg = vgg if vgg is not None else build_vgg(LAYERS, weights="random")
     return StyleSet(files, vgg, LAYERS, 32, metanet.ENCODE_SIDE, cache_dir=cache, enlarge=enlarge,
                     summarise=lambda views: calls.append(len(views)) or np.ones((len(views), 1)))
 

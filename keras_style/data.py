@@ -143,10 +143,17 @@ def _shuffled_ids(count, seed):
 
 def centre_square(image, side):
     """(H, W, 3) float32 -> (side, side, 3): scaled so the shorter side is `side`, centre-cropped."""
+    return tf.image.resize_with_crop_or_pad(scale_shorter_to(image, side), side, side)
+
+
+def scale_shorter_to(image, side):
+    """(H, W, 3) float32 -> scaled (antialiased bilinear) so the shorter side is `side`, the longer
+    at least `side`. The MetaNet's training views are made with it, so a style encoded for use is
+    too: the network is sensitive to the resampling filter (with Lanczos instead, the shipped model
+    measured 0.543 / 1.058 against 0.528 / 1.025 on the unseen styles)."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scaled = tf.cast(tf.math.ceil(shape * side / tf.reduce_min(shape)), tf.int32)
-    resized = tf.image.resize(image, tf.maximum(scaled, side), antialias=True)
-    return tf.image.resize_with_crop_or_pad(resized, side, side)
+    return tf.image.resize(image, tf.maximum(scaled, side), antialias=True)
 
 
 def fixed_images(paths, size, count, skipped=None):

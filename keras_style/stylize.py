@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
-from keras_style import images, precision, tiles
+from keras_style import data, images, precision, tiles
 from keras_style.errors import UserError
 from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
@@ -105,8 +105,8 @@ class MetaNetStylizer:
 
     def encode(self, style):
         """A style image (H, W, 3) in [0, 255] -> its parameter vector (P,) float32."""
-        style = images.resize_shorter_to(style, STYLE_SIDE)
-        return self._encode(tf.constant(style[None])).numpy()[0]
+        style = data.scale_shorter_to(tf.constant(style, tf.float32), STYLE_SIDE)
+        return self._encode(style[None]).numpy()[0]
 
     def use_style(self, vectors, name, weights=None):
         """Stylise with the weighted mean of `vectors` (one per style; equal weights by default)."""

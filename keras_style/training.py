@@ -309,7 +309,7 @@ class _Validation:
         photos = _preview_paths(task.config.val_images, task.files)
         self.photos = [images.resize_to_longer(images.load_image(p, max_size=side), side) for p in photos]
         self.styles = [images.load_painting_at(p, side) for p in style_paths]
-        self.style_views = [images.resize_shorter_to(s, metanet.ENCODE_SIDE) for s in self.styles]
+        self.style_views = [data.scale_shorter_to(s, metanet.ENCODE_SIDE) for s in self.styles]  # as eval.py
         directions = losses.colour_directions(COLOUR_SLICES)
         self.directions = directions
         vgg = task.vgg
@@ -324,7 +324,7 @@ class _Validation:
         task = self.task
         sums = {"val/style_dist": 0.0, "val/content_dist": 0.0, "val/color_dist": 0.0}
         for view, grams, colours in zip(self.style_views, self.style_grams, self.style_colours):
-            params = task._encode(tf.constant(view[None]))
+            params = task._encode(view[None])
             for photo, content, photo_colours in zip(self.photos, self.photo_features, self.photo_colours):
                 result = tf.clip_by_value(task.transform([tf.constant(photo[None]), params]), 0.0, 255.0)
                 features = task.vgg(result)

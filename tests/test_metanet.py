@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_style import data, stylize
+from keras_style import images as keras_images
 from keras_style import metanet as mn
 from keras_style.layers import DynamicConv2D
 from keras_style.optimizers import Adagrad2
@@ -365,3 +367,14 @@ def test_metanet_starts_style_convolution_changes_at_zero(parts):
     for name in ("up2_conv", "out_conv"):
         assert not params[:, layout[name].offset:layout[name].end].any()
     assert params[:, layout["down2_conv"].offset:layout["down2_conv"].end].any()
+
+
+def test_a_style_is_encoded_for_use_from_the_view_training_reads(parts):
+    """eval.py's encoding sees a square style exactly as training's view (the same resampling)."""
+    vgg, transform, layout, metanet, encoder = parts
+    stylizer = stylize.MetaNetStylizer(mn.build_metanet_model(encoder, transform), "tiny.keras")
+    style = np.asarray(images(1, 300, 300, 4))[0]
+    view = data.centre_square(tf.constant(style), mn.ENCODE_SIDE)
+    np.testing.assert_allclose(stylizer.encode(style), np.asarray(encoder(view[None]))[0], rtol=1e-4, atol=1e-9)
+    lanczos = np.asarray(encoder(keras_images.resize_shorter_to(style, mn.ENCODE_SIDE)[None]))[0]
+    assert not np.allclose(stylizer.encode(style), lanczos, rtol=1e-4, atol=1e-9)  # the filter matters

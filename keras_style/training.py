@@ -488,7 +488,9 @@ class Trainer:
                 print(f"warning: checkpoint {path} is unreadable ({reasons[-1]}); trying an older one",
                       file=sys.stderr)
                 continue
-            print(f"resumed from step {int(self.step.numpy())} ({path})")
+            # A run folder's own checkpoint wins over init_from: rerunning a command continues it.
+            replaced = f"; it replaces init_from's weights" if self.config.init_from else ""
+            print(f"resumed from step {int(self.step.numpy())} ({path}{replaced})")
             return int(self.step.numpy())
         if paths:
             raise UserError(f"{self.run_dir}: none of its {len(paths)} checkpoints fits this config "

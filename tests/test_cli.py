@@ -81,6 +81,10 @@ def test_train_warm_starts_from_another_styles_network(trained):
                     for name in ("tiny", "warm"))
     for a, b in zip(source.get_weights(), warm.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
+    again = run("train.py", "-c", "tiny.yml", "--set", "naming=warm", "init_from=models/tiny/tiny.keras",
+                "base=7", "max_steps=2", "learning_rate=1.0e-9", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from step 1" in again.stdout and "it replaces init_from's weights" in again.stdout
 
 
 def _grown_from_tiny(work, naming, *settings):

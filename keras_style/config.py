@@ -73,6 +73,9 @@ class TrainConfig:
     val_styles: Optional[str] = None          # style images for the TensorBoard preview grid
     style_norms: bool = True                  # the MetaNet also sets every instance norm's scale and shift
     style_output_convs: bool = False          # ... and changes the last up-sampling and output convolutions
+    # false: the output convolution reads the last up-sampling's norm directly, so no region can go
+    # dark in every channel and collapse to the output's bias (the grey patches; see the README).
+    relu_before_output: bool = True
     # Judge every training style at exactly style_size on its longer side, smaller paintings enlarged
     # (as the yardstick does), instead of at their own size up to style_size.
     enlarge_styles: bool = False
@@ -268,6 +271,8 @@ def _check_values(config, source):
     for key, verb in growth.items():
         if getattr(config, key) and (config.method != "transform" or not config.init_from):
             fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
+    if not config.relu_before_output and config.method != "metanet":
+        fail("relu_before_output: false shapes a MetaNet's transform: it needs method metanet")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

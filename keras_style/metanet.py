@@ -171,12 +171,12 @@ def _norm(x, params, columns, name, epsilon=1e-5, style=True):
 
 
 def _static_block(x, params, columns, filters, size, name, style_norms, strides=1, upsample=False,
-                  style_conv=False):
+                  style_conv=False, relu=True):
     """`transform.conv_block` (weights of its own), its norm a style norm when `style_norms`, its
-    convolution a `StyleConv2D` when `style_conv`."""
+    convolution a `StyleConv2D` when `style_conv`, without the ReLU unless `relu`."""
     x = _conv(x, params, columns, filters, size, name, strides, upsample, style_conv)
     x = _norm(x, params, columns, f"{name}_norm", style=style_norms)
-    return layers.ReLU(name=f"{name}_relu")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
 def _conv(x, params, columns, filters, size, name, strides=1, upsample=False, style=False):
@@ -203,7 +203,7 @@ def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, up
 
 
 def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_norms=True,
-                         style_output_convs=False, name=TRANSFORM_NAME):
+                         style_output_convs=False, relu_before_output=True, name=TRANSFORM_NAME):
     """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
 
     The Johnson network of `transform.py`. Widths: stem `base`, first down-sampling `2 * base`, then
@@ -217,7 +217,9 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
     whose scale and shift `params` also sets, so the style reaches every layer's statistics. With
     `style_output_convs` the last up-sampling and the output convolution, which draw the result's
     fine texture at full resolution, are `StyleConv2D` layers: their own weights plus a change
-    that `params` sets.
+    that `params` sets. Without `relu_before_output` the output convolution reads the last
+    up-sampling's norm as it is: with the ReLU, wherever all `base` channels are negative the
+    result is the output convolution's bias, the same grey for every style.
 
     The MetaNet grows with the vector length P (one Dense of ~385 x kernel size per dynamic
     convolution): at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and
@@ -238,7 +240,7 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
             x = layers.Add(name=f"res{i}_add")([x, y])
         x = _dynamic_block(x, params, columns, residual_width, "up1", style_norms, upsample=True)
         x = _static_block(x, params, columns, base, 3, "up2", style_norms, upsample=True,
-                          style_conv=style_output_convs)
+                          style_conv=style_output_convs, relu=relu_before_output)
         x = _conv(x, params, columns, 3, 9, "out", style=style_output_convs)
         x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
         image = CropLike(dtype="float32", name="crop")([x, photo])
@@ -428,6 +430,12 @@ def transform_shape(model):
     if model.get_layer("up1_conv").filters != 2 * base:
         raise ValueError(f"{model.name}: up1 is {model.get_layer('up1_conv').filters} wide, not 2 x {base}")
     return base, width, blocks
+
+
+def has_relu_before_output(model):
+    """Whether a transform network, plain or meta, has a ReLU between its last up-sampling and its
+    output convolution (plain networks always do)."""
+    return any(layer.name == "up2_relu" for layer in model.layers)
 
 
 def residual_block_count(model):

@@ -142,7 +142,8 @@ class MetaNetTask(_PhotoTask):
     def _meta_transform(self):
         c = self.config
         return metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms,
-                                            style_output_convs=c.style_output_convs)
+                                            style_output_convs=c.style_output_convs,
+                                            relu_before_output=c.relu_before_output)
 
     def _saved_weights(self, path):
         """([(variable, saved value), ...], names of new layers) to continue from a MetaNet file
@@ -642,6 +643,9 @@ def warm_start(config):
             stylizer = stylize.MetaNetStylizer(model, config.init_from)
             style = images.load_image(fetch_style_image(config.style_image))
             transform = stylizer.network
+            if not metanet.has_relu_before_output(transform):
+                raise UserError(f"init_from {name}: its transform has no ReLU before the output convolution "
+                                "(relu_before_output: false), which a per-style network always has")
             weights = metanet.plain_transform_weights(transform, stylizer.encode(style))
             source = f"the network {name} generates for {Path(config.style_image).name}"
         else:

@@ -378,3 +378,35 @@ def test_a_style_is_encoded_for_use_from_the_view_training_reads(parts):
     np.testing.assert_allclose(stylizer.encode(style), np.asarray(encoder(view[None]))[0], rtol=1e-4, atol=1e-9)
     lanczos = np.asarray(encoder(keras_images.resize_shorter_to(style, mn.ENCODE_SIDE)[None]))[0]
     assert not np.allclose(stylizer.encode(style), lanczos, rtol=1e-4, atol=1e-9)  # the filter matters
+
+
+def test_without_relu_before_output_no_region_collapses_to_the_bias(parts, tmp_path, monkeypatch):
+    """Where every channel of up2's norm is negative, the ReLU leaves the output convolution only
+    its bias: one flat colour whatever the photo. Without the ReLU the photo still shows. Such a
+    MetaNet cannot warm-start a per-style network, which always has the ReLU."""
+    vgg, _, layout, metanet, _ = parts
+    with_relu = mn.build_meta_transform(BASE, WIDTH, BLOCKS)
+    bare = mn.build_meta_transform(BASE, WIDTH, BLOCKS, relu_before_output=False)
+    assert mn.has_relu_before_output(with_relu) and not mn.has_relu_before_output(bare)
+    gamma, beta = with_relu.get_layer("up2_norm").get_weights()
+    with_relu.get_layer("up2_norm").set_weights([gamma, beta - 50.0])  # every channel far below 0
+    for layer in with_relu.layers:
+        if layer.weights:
+            bare.get_layer(layer.name).set_weights(layer.get_weights())
+    photos, params = images(2, 20, 24, 3), tf.random.normal((1, layout.size), stddev=0.3, seed=4)
+    flat, shown = (np.asarray(network([photos, params])) for network in (with_relu, bare))
+    bias = 127.5 * (with_relu.get_layer("out_conv").get_weights()[1] + 1.0)
+    np.testing.assert_allclose(flat, np.broadcast_to(bias, flat.shape), atol=1e-3)
+    assert shown.std(axis=(1, 2)).min() > 1.0
+
+    from keras_style import training
+    from keras_style.config import load_config
+    from keras_style.errors import UserError
+    from test_cli import photo
+    monkeypatch.chdir(tmp_path)
+    mn.build_export_model(metanet, bare, vgg).save(tmp_path / "bare.keras")
+    photo(tmp_path / "s.jpg")
+    photo(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "c.yml").write_text("naming: x\nstyle_image: s.jpg\ntrain_data: photos\n")
+    with pytest.raises(UserError, match="bare.keras: its transform has no ReLU before the output convolution"):
+        training.warm_start(load_config(tmp_path / "c.yml", ["init_from=bare.keras"]))

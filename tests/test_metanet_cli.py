@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_style import cli, stylize
+from keras_style import cli, metanet, stylize
 from keras_style.config import ConfigError, load_config
 from test_cli import assert_one_line_error, photo, run
 
@@ -438,13 +438,15 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
     """init_from a MetaNet file (checkpoints gone): training starts from its weights, not random
     ones (one step at a negligible rate leaves its results as they were), also when the config
     adds style output convolutions (their changes start at zero) or residual blocks (they start as
-    the identity); another shape is one clear error."""
+    the identity); another shape is one clear error. `relu_before_output: false` builds the
+    transform without the ReLU before its output convolution."""
     work, _, _ = trained
     later = ("max_steps=1", "learning_rate=1.0e-9", "styles_before_batching=0", "mixed_precision=false")
     outputs = {name: run("train.py", "-c", "m.yml", "--set", f"naming={name}", *later, *extra, cwd=work)
                for name, extra in (("again", [f"init_from={MODEL}"]), ("fresh", ["seed=5"]),
                                    ("grown", [f"init_from={MODEL}", "style_output_convs=true",
-                                              "residual_blocks=3"]))}
+                                              "residual_blocks=3"]),
+                                   ("bare", [f"init_from={MODEL}", "relu_before_output=false"]))}
     for result in outputs.values():
         assert result.returncode == 0, result.stderr + result.stdout
     assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
@@ -457,6 +459,9 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
                for name in ("mn", "again", "fresh", "grown")}
     again, grown, fresh = (np.abs(results[name] - results["mn"]).mean() for name in ("again", "grown", "fresh"))
     assert again < 2.0 and grown < 2.0 and fresh > 5 * max(again, grown), (again, grown, fresh)
+    for name, relu in (("again", True), ("bare", False)):
+        _, transform = metanet.metanet_halves(stylize.load_model(work / "models" / name / f"{name}.keras"))
+        assert metanet.has_relu_before_output(transform) == relu
     wider = run("train.py", "-c", "m.yml", "--set", "naming=wider", "residual_width=6", f"init_from={MODEL}",
                 cwd=work)
     assert_one_line_error(wider, "its MetaNet has another shape than this config's")

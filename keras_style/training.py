@@ -490,7 +490,7 @@ class Trainer:
                       file=sys.stderr)
                 continue
             # A run folder's own checkpoint wins over init_from: rerunning a command continues it.
-            replaced = f"; it replaces init_from's weights" if self.config.init_from else ""
+            replaced = "; it replaces init_from's weights" if self.config.init_from else ""
             print(f"resumed from step {int(self.step.numpy())} ({path}{replaced})")
             return int(self.step.numpy())
         if paths:

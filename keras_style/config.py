@@ -76,6 +76,9 @@ class TrainConfig:
     # false: the output convolution reads the last up-sampling's norm directly, so no region can go
     # dark in every channel and collapse to the output's bias (the grey patches; see the README).
     relu_before_output: bool = True
+    # true: the dynamic convolutions demodulate their kernels and their norms only scale and shift, so
+    # nothing in the residual stream depends on the image's statistics (no droplets; see the README).
+    demodulate: bool = False
     # Judge every training style at exactly style_size on its longer side, smaller paintings enlarged
     # (as the yardstick does), instead of at their own size up to style_size.
     enlarge_styles: bool = False
@@ -273,6 +276,8 @@ def _check_values(config, source):
             fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
     if not config.relu_before_output and config.method != "metanet":
         fail("relu_before_output: false shapes a MetaNet's transform: it needs method metanet")
+    if config.demodulate and (config.method != "metanet" or not config.style_norms):
+        fail("demodulate: true shapes a MetaNet's transform: it needs method metanet and style_norms: true")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

@@ -90,10 +90,14 @@ class StyleInstanceNormalization(InstanceNormalization):
     the generated kernels could move them only by reshaping the distribution, and a network learns
     to do that with a few extreme values that dominate the statistics: the smooth blobs that
     StyleGAN's authors called droplets.
+
+    With `normalise=False` the layer only scales and shifts (no statistics): it follows a
+    demodulated `DynamicConv2D`, whose weights already fix the scale.
     """
 
-    def __init__(self, epsilon=1e-5, offset=0, **kwargs):
+    def __init__(self, epsilon=1e-5, offset=0, normalise=True, **kwargs):
         super().__init__(epsilon, **kwargs)
+        self.normalise = bool(normalise)
         self.offset = int(offset)
         self.channels = None
 
@@ -117,13 +121,15 @@ class StyleInstanceNormalization(InstanceNormalization):
         block = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
         scale = ops.cast(self.gamma, "float32") + block[:, None, None, :self.channels]
         shift = ops.cast(self.beta, "float32") + block[:, None, None, self.channels:]
+        if not self.normalise:
+            return ops.cast(ops.cast(x, "float32") * scale + shift, self.compute_dtype)
         return self._normalise(x, scale, shift)
 
     def compute_output_shape(self, shapes):
         return shapes[0]
 
     def get_config(self):
-        return {**super().get_config(), "offset": self.offset}
+        return {**super().get_config(), "offset": self.offset, "normalise": self.normalise}
 
 
 def _check_param_width(layer, params_shape):
@@ -241,10 +247,16 @@ class DynamicConv2D(keras.layers.Layer):
 
     One shared kernel is the common case (a batch of one style, or inference), so it takes a plain
     batched convolution; only a batch whose rows differ pays for the per-image loop.
+
+    With `demodulate`, each filter's kernel is divided by its L2 norm (StyleGAN2's weight
+    demodulation): for inputs of unit variance the output has unit variance whatever the kernel's
+    scale, the job an instance norm after the convolution would do, but without measuring the
+    image, so no few extreme pixels can steer it.
     """
 
-    def __init__(self, filters, kernel_size, strides=1, offset=0, **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, offset=0, demodulate=False, **kwargs):
         super().__init__(**kwargs)
+        self.demodulate = bool(demodulate)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -276,6 +288,8 @@ class DynamicConv2D(keras.layers.Layer):
         x, params = inputs
         block = params[:, self.offset:self.offset + self.param_size]
         kernels, biases = self._kernels_and_biases(block)
+        if self.demodulate:
+            kernels = _demodulated(kernels)
         shared = lambda: self._convolve(x, kernels[0], biases[0])  # noqa: E731
         if params.shape[0] == 1:
             return shared()
@@ -304,7 +318,15 @@ class DynamicConv2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "offset": self.offset}
+                "strides": self.strides, "offset": self.offset, "demodulate": self.demodulate}
+
+
+def _demodulated(kernels, epsilon=1e-16):
+    """(B, k, k, in, filters) kernels, each filter scaled to unit L2 norm (summed in float32: a
+    bfloat16 sum of hundreds of squares would be off by percents)."""
+    k32 = ops.cast(kernels, "float32")
+    k32 = k32 * ops.rsqrt(ops.sum(ops.square(k32), axis=(1, 2, 3), keepdims=True) + epsilon)
+    return ops.cast(k32, kernels.dtype)
 
 
 @register

@@ -162,11 +162,13 @@ def transform_layout(base=16, residual_width=48, residual_blocks=6, style_norms=
                                                      style_output_convs=style_output_convs))
 
 
-def _norm(x, params, columns, name, epsilon=1e-5, style=True):
-    """An instance norm: with `style`, one whose scale and shift the MetaNet also sets."""
+def _norm(x, params, columns, name, epsilon=1e-5, style=True, normalise=True):
+    """An instance norm: with `style`, one whose scale and shift the MetaNet also sets; without
+    `normalise` (after a demodulated convolution), only that scale and shift."""
     if not style:
         return InstanceNormalization(epsilon=epsilon, name=name)(x)
-    layer = StyleInstanceNormalization(epsilon=epsilon, offset=columns.take(2 * x.shape[-1]), name=name)
+    layer = StyleInstanceNormalization(epsilon=epsilon, offset=columns.take(2 * x.shape[-1]), normalise=normalise,
+                                       name=name)
     return layer([x, params])
 
 
@@ -186,24 +188,26 @@ def _conv(x, params, columns, filters, size, name, strides=1, upsample=False, st
     return _params_conv(StyleConv2D, x, params, columns, filters, size, name, strides, upsample)
 
 
-def _params_conv(layer_class, x, params, columns, filters, size, name, strides, upsample):
+def _params_conv(layer_class, x, params, columns, filters, size, name, strides, upsample, **options):
     """[upsample] -> reflection pad -> a `layer_class` convolution reading its columns of `params`."""
     if upsample:
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
     x = ReflectionPad2D(size // 2, name=f"{name}_pad")(x)
     offset = columns.take(size * size * x.shape[-1] * filters + filters)
-    return layer_class(filters, size, strides=strides, offset=offset, name=f"{name}_conv")([x, params])
+    return layer_class(filters, size, strides=strides, offset=offset, name=f"{name}_conv", **options)([x, params])
 
 
-def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, upsample=False, relu=True):
-    """[upsample] -> reflection pad -> dynamic 3x3 conv -> instance norm -> [ReLU], as `conv_block`."""
-    x = _params_conv(DynamicConv2D, x, params, columns, filters, 3, name, strides, upsample)
-    x = _norm(x, params, columns, f"{name}_norm", DYNAMIC_NORM_EPSILON, style_norms)
+def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, upsample=False, relu=True,
+                   demodulate=False):
+    """[upsample] -> reflection pad -> dynamic 3x3 conv -> instance norm -> [ReLU], as `conv_block`;
+    with `demodulate`, a demodulated conv and the norm's scale and shift alone."""
+    x = _params_conv(DynamicConv2D, x, params, columns, filters, 3, name, strides, upsample, demodulate=demodulate)
+    x = _norm(x, params, columns, f"{name}_norm", DYNAMIC_NORM_EPSILON, style_norms, normalise=not demodulate)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
 def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_norms=True,
-                         style_output_convs=False, relu_before_output=True, name=TRANSFORM_NAME):
+                         style_output_convs=False, relu_before_output=True, demodulate=False, name=TRANSFORM_NAME):
     """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
 
     The Johnson network of `transform.py`. Widths: stem `base`, first down-sampling `2 * base`, then
@@ -219,12 +223,18 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
     fine texture at full resolution, are `StyleConv2D` layers: their own weights plus a change
     that `params` sets. Without `relu_before_output` the output convolution reads the last
     up-sampling's norm as it is: with the ReLU, wherever all `base` channels are negative the
-    result is the output convolution's bias, the same grey for every style.
+    result is the output convolution's bias, the same grey for every style. With `demodulate` (and
+    `style_norms`) the dynamic convolutions demodulate their kernels and their norms only scale and
+    shift: no statistics of the image in the residual stream, where instance norms let the network
+    grow droplets (a few extreme pixels that set a norm's statistics for the whole picture).
 
     The MetaNet grows with the vector length P (one Dense of ~385 x kernel size per dynamic
     convolution): at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and
     5 blocks, 14M.
     """
+    if demodulate and not style_norms:
+        raise ValueError("demodulate needs style_norms: the scale and shift after a demodulated convolution")
+
     def graph(params_width):
         columns = _Columns()
         photo = keras.Input((None, None, 3), name="photo")
@@ -233,12 +243,13 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
         x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit")(x)
         x = _static_block(x, params, columns, base, 9, "stem", style_norms)
         x = _static_block(x, params, columns, 2 * base, 3, "down1", style_norms, strides=2)
-        x = _dynamic_block(x, params, columns, residual_width, "down2", style_norms, strides=2)
+        dynamic = dict(style_norms=style_norms, demodulate=demodulate)
+        x = _dynamic_block(x, params, columns, residual_width, "down2", strides=2, **dynamic)
         for i in range(1, residual_blocks + 1):
-            y = _dynamic_block(x, params, columns, residual_width, f"res{i}_a", style_norms)
-            y = _dynamic_block(y, params, columns, residual_width, f"res{i}_b", style_norms, relu=False)
+            y = _dynamic_block(x, params, columns, residual_width, f"res{i}_a", **dynamic)
+            y = _dynamic_block(y, params, columns, residual_width, f"res{i}_b", relu=False, **dynamic)
             x = layers.Add(name=f"res{i}_add")([x, y])
-        x = _dynamic_block(x, params, columns, residual_width, "up1", style_norms, upsample=True)
+        x = _dynamic_block(x, params, columns, residual_width, "up1", upsample=True, **dynamic)
         x = _static_block(x, params, columns, base, 3, "up2", style_norms, upsample=True,
                           style_conv=style_output_convs, relu=relu_before_output)
         x = _conv(x, params, columns, 3, 9, "out", style=style_output_convs)
@@ -436,6 +447,11 @@ def has_relu_before_output(model):
     """Whether a transform network, plain or meta, has a ReLU between its last up-sampling and its
     output convolution (plain networks always do)."""
     return any(layer.name == "up2_relu" for layer in model.layers)
+
+
+def is_demodulated(model):
+    """Whether a meta transform's dynamic convolutions demodulate their kernels."""
+    return any(getattr(layer, "demodulate", False) for layer in model.layers)
 
 
 def residual_block_count(model):

@@ -33,12 +33,12 @@ _BOX = tf.TensorSpec((4,), tf.int32)
 
 
 def norm_layers(model):
-    """The instance norms of `model`, nested models included, in network order."""
+    """The instance norms of `model` that normalise, nested models included, in network order."""
     found = []
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             found.extend(norm_layers(layer))
-        elif isinstance(layer, InstanceNormalization):
+        elif isinstance(layer, InstanceNormalization) and getattr(layer, "normalise", True):
             found.append(layer)
     return found
 

@@ -143,7 +143,7 @@ class MetaNetTask(_PhotoTask):
         c = self.config
         return metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms,
                                             style_output_convs=c.style_output_convs,
-                                            relu_before_output=c.relu_before_output)
+                                            relu_before_output=c.relu_before_output, demodulate=c.demodulate)
 
     def _saved_weights(self, path):
         """([(variable, saved value), ...], names of new layers) to continue from a MetaNet file
@@ -162,8 +162,13 @@ class MetaNetTask(_PhotoTask):
         if None in matches:
             raise UserError(f"init_from {path}: its MetaNet has another shape than this config's "
                             "(base, residual_width, residual_blocks, style_norms, style_output_convs, kernel_rank)")
-        existing = metanet.residual_block_count(transform)
         c = self.config
+        for option, saved_value in (("demodulate", metanet.is_demodulated(transform)),
+                                    ("relu_before_output", metanet.has_relu_before_output(transform))):
+            if saved_value != getattr(c, option):  # the same weights in another network: say so
+                print(f"note: {Path(path).name} was built with {option}: {str(saved_value).lower()}; "
+                      f"its weights continue in this config's network ({option}: {str(not saved_value).lower()})")
+        existing = metanet.residual_block_count(transform)
         identity = _identity_blocks(existing, c.residual_blocks - existing, c.residual_width)
         pairs = [pair for pairs, _ in matches for pair in pairs]
         pairs += [pair for name, values in identity.items()
@@ -646,6 +651,9 @@ def warm_start(config):
             if not metanet.has_relu_before_output(transform):
                 raise UserError(f"init_from {name}: its transform has no ReLU before the output convolution "
                                 "(relu_before_output: false), which a per-style network always has")
+            if metanet.is_demodulated(transform):
+                raise UserError(f"init_from {name}: its transform demodulates its kernels (demodulate: true); "
+                                "a per-style network normalises with instance norms instead")
             weights = metanet.plain_transform_weights(transform, stylizer.encode(style))
             source = f"the network {name} generates for {Path(config.style_image).name}"
         else:

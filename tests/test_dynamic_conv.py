@@ -58,6 +58,23 @@ def test_each_image_gets_its_own_kernel(rng, strides):
         np.testing.assert_allclose(got, np.stack(expected), rtol=1e-5, atol=1e-5)
 
 
+def test_demodulate_divides_each_filter_by_its_norm(rng):
+    """Each image's kernel, filter by filter, at unit L2 norm: the result is the ordinary convolution
+    with that kernel, and scaling the generated kernel changes nothing."""
+    x = rng.normal(size=(2, 8, 7, IN)).astype("float32")
+    kernels, biases = random_weights(rng, 2)
+    kernels[1] *= 1e-4  # the MetaNet's scale
+    layer = DynamicConv2D(FILTERS, K, offset=OFFSET, demodulate=True)
+    got = np.asarray(layer([x, pack(kernels, biases, rng)]))
+    for i in range(2):
+        unit = kernels[i] / np.sqrt((kernels[i] ** 2).sum(axis=(0, 1, 2)))
+        np.testing.assert_allclose(got[i], conv2d(unit, biases[i], 1)(x[i:i + 1])[0], rtol=1e-4, atol=1e-4)
+    scaled = np.asarray(layer([x, pack(kernels * 30.0, biases, rng)]))
+    np.testing.assert_allclose(scaled, got, rtol=1e-4, atol=1e-4)
+    plain = np.asarray(DynamicConv2D(FILTERS, K, offset=OFFSET)([x, pack(kernels, biases, rng)]))
+    assert np.abs(plain - got).max() > 1.0
+
+
 def test_gradients_match_per_image_reference(rng):
     x = tf.constant(rng.normal(size=(2, 6, 6, IN)).astype("float32"))
     kernels, biases = random_weights(rng, 2)
@@ -109,6 +126,8 @@ def test_config_and_keras_file_round_trip(rng, tmp_path):
     clone = DynamicConv2D.from_config(layer.get_config())
     assert (clone.filters, clone.kernel_size, clone.strides, clone.offset, clone.name) == \
         (FILTERS, K, 2, OFFSET, "dyn")
+    assert not clone.demodulate and DynamicConv2D.from_config(
+        DynamicConv2D(FILTERS, K, demodulate=True).get_config()).demodulate
     kernels, biases = random_weights(rng, 2)
     params = pack(kernels, biases, rng)
     x_in = keras.Input((None, None, IN))

@@ -73,6 +73,20 @@ def test_style_instance_norm_adds_each_images_columns_to_its_scale_and_shift():
         StyleInstanceNormalization(offset=2)([x, params[:, :7]])
 
 
+def test_style_norm_without_normalising_only_scales_and_shifts():
+    """After a demodulated convolution: each image's own scale and shift, no statistics."""
+    x = images((2, 5, 4, 3), seed=6)
+    params = np.random.default_rng(3).normal(0, 1, (2, 8)).astype(np.float32)
+    layer = StyleInstanceNormalization(offset=1, normalise=False)
+    layer([x, params])
+    gamma, beta = np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25], np.float32)
+    layer.set_weights([gamma, beta])
+    out = ops.convert_to_numpy(layer([x, params]))
+    for i in range(2):
+        want = x[i] * (gamma + params[i, 1:4]) + beta + params[i, 4:7]
+        np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-5)
+
+
 def test_instance_norm_default_weights_give_zero_mean_unit_std():
     out = run(InstanceNormalization(), images((2, 6, 6, 4), scale=30.0))
     np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-5)
@@ -206,10 +220,11 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
                                    StyleInstanceNormalization(epsilon=0.1, offset=7),
+                                   StyleInstanceNormalization(offset=3, normalise=False),
                                    PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize()])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    for attr in ("padding", "epsilon", "multiple", "offset"):
+    for attr in ("padding", "epsilon", "multiple", "offset", "normalise"):
         if hasattr(layer, attr):
             assert getattr(clone, attr) == getattr(layer, attr)

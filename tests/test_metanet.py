@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_style import data, stylize
 from keras_style import images as keras_images
 from keras_style import metanet as mn
+from keras_style.errors import UserError
 from keras_style.layers import DynamicConv2D
 from keras_style.optimizers import Adagrad2
 from keras_style.transform import build_transform_net, conv_block, residual_block
@@ -398,15 +399,46 @@ def test_without_relu_before_output_no_region_collapses_to_the_bias(parts, tmp_p
     bias = 127.5 * (with_relu.get_layer("out_conv").get_weights()[1] + 1.0)
     np.testing.assert_allclose(flat, np.broadcast_to(bias, flat.shape), atol=1e-3)
     assert shown.std(axis=(1, 2)).min() > 1.0
+    with pytest.raises(UserError, match="mn.keras: its transform has no ReLU before the output convolution"):
+        _warm_start_from(parts, bare, tmp_path, monkeypatch)
 
+
+def _warm_start_from(parts, transform, tmp_path, monkeypatch):
+    """`training.warm_start` of a per-style config from a MetaNet file holding `transform`."""
     from keras_style import training
     from keras_style.config import load_config
-    from keras_style.errors import UserError
     from test_cli import photo
+    vgg, _, _, metanet, _ = parts
     monkeypatch.chdir(tmp_path)
-    mn.build_export_model(metanet, bare, vgg).save(tmp_path / "bare.keras")
+    mn.build_export_model(metanet, transform, vgg).save(tmp_path / "mn.keras")
     photo(tmp_path / "s.jpg")
     photo(tmp_path / "photos" / "a.jpg")
     (tmp_path / "c.yml").write_text("naming: x\nstyle_image: s.jpg\ntrain_data: photos\n")
-    with pytest.raises(UserError, match="bare.keras: its transform has no ReLU before the output convolution"):
-        training.warm_start(load_config(tmp_path / "c.yml", ["init_from=bare.keras"]))
+    return training.warm_start(load_config(tmp_path / "c.yml", ["init_from=mn.keras"]))
+
+
+@pytest.mark.parametrize("demodulate", [False, True])
+def test_demodulated_residual_stream_reads_no_statistics_of_the_image(demodulate):
+    """With instance norms, a spike in one corner of the features rescales the whole residual
+    stream (how a network grows droplets); with demodulated kernels a region beyond the corner's
+    reach is untouched."""
+    keras.utils.set_random_seed(3)
+    transform = mn.build_meta_transform(BASE, WIDTH, BLOCKS, demodulate=demodulate)
+    assert mn.is_demodulated(transform) == demodulate
+    stream = keras.Model([transform.get_layer("down2_pad").input, transform.inputs[1]],
+                         transform.get_layer("up1_norm").output)
+    features = np.random.default_rng(0).normal(size=(1, 48, 48, 2 * BASE)).astype(np.float32)
+    spiked = features.copy()
+    spiked[:, :8, :8] += 50.0
+    params = tf.random.normal((1, transform.inputs[1].shape[-1]), stddev=0.3, seed=6)
+    before, after = (np.asarray(stream([tf.constant(x), params]))[0, 32:, 32:] for x in (features, spiked))
+    changed = np.abs(after - before).max()
+    assert changed < 1e-5 if demodulate else changed > 1e-2
+
+
+def test_a_demodulated_metanet_cannot_warm_start_a_per_style_network(parts, tmp_path, monkeypatch):
+    demodulated = mn.build_meta_transform(BASE, WIDTH, BLOCKS, demodulate=True)
+    with pytest.raises(UserError, match="mn.keras: its transform demodulates its kernels"):
+        _warm_start_from(parts, demodulated, tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="demodulate needs style_norms"):
+        mn.build_meta_transform(BASE, WIDTH, BLOCKS, style_norms=False, demodulate=True)

@@ -439,18 +439,21 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
     ones (one step at a negligible rate leaves its results as they were), also when the config
     adds style output convolutions (their changes start at zero) or residual blocks (they start as
     the identity); another shape is one clear error. `relu_before_output: false` builds the
-    transform without the ReLU before its output convolution."""
+    transform without the ReLU before its output convolution, `demodulate: true` with demodulated
+    kernels, each said when the saved network was built otherwise."""
     work, _, _ = trained
     later = ("max_steps=1", "learning_rate=1.0e-9", "styles_before_batching=0", "mixed_precision=false")
     outputs = {name: run("train.py", "-c", "m.yml", "--set", f"naming={name}", *later, *extra, cwd=work)
                for name, extra in (("again", [f"init_from={MODEL}"]), ("fresh", ["seed=5"]),
                                    ("grown", [f"init_from={MODEL}", "style_output_convs=true",
                                               "residual_blocks=3"]),
-                                   ("bare", [f"init_from={MODEL}", "relu_before_output=false"]))}
+                                   ("bare", [f"init_from={MODEL}", "relu_before_output=false"]),
+                                   ("demod", [f"init_from={MODEL}", "demodulate=true"]))}
     for result in outputs.values():
         assert result.returncode == 0, result.stderr + result.stdout
     assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
-    assert "new in this config" not in outputs["again"].stdout
+    assert "new in this config" not in outputs["again"].stdout and "note:" not in outputs["again"].stdout
+    assert "note: mn.keras was built with demodulate: false" in outputs["demod"].stdout
     assert re.search(r"new in this config, from their initial values: .*metanet_out_conv_kernel_change"
                      r".*res3_b_norm", outputs["grown"].stdout)
     photo(work / "check" / "m.jpg", (48, 40), seed=31)
@@ -459,9 +462,10 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
                for name in ("mn", "again", "fresh", "grown")}
     again, grown, fresh = (np.abs(results[name] - results["mn"]).mean() for name in ("again", "grown", "fresh"))
     assert again < 2.0 and grown < 2.0 and fresh > 5 * max(again, grown), (again, grown, fresh)
-    for name, relu in (("again", True), ("bare", False)):
+    for name, relu, demodulated in (("again", True, False), ("bare", False, False), ("demod", True, True)):
         _, transform = metanet.metanet_halves(stylize.load_model(work / "models" / name / f"{name}.keras"))
         assert metanet.has_relu_before_output(transform) == relu
+        assert metanet.is_demodulated(transform) == demodulated
     wider = run("train.py", "-c", "m.yml", "--set", "naming=wider", "residual_width=6", f"init_from={MODEL}",
                 cwd=work)
     assert_one_line_error(wider, "its MetaNet has another shape than this config's")

@@ -66,9 +66,11 @@ def test_each_tiles_own_statistics_would_show_seams(network):
     assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
 
 
-def test_the_metanet_transform_takes_statistics_too():
+@pytest.mark.parametrize("demodulate", [False, True])
+def test_the_metanet_transform_takes_statistics_too(demodulate):
     keras.utils.set_random_seed(2)
-    transform = build_meta_transform(2, 4, 1)
+    transform = build_meta_transform(2, 4, 1, demodulate=demodulate)
+    assert len(tiles.norm_layers(transform)) == (3 if demodulate else 3 + 4)  # stem, down1, up2 (+ dynamic)
     params = tf.constant(np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1])),
                          tf.float32)
     photo = smooth_photo(92, 72, seed=5)

@@ -274,10 +274,12 @@ def _check_values(config, source):
     for key, verb in growth.items():
         if getattr(config, key) and (config.method != "transform" or not config.init_from):
             fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
-    if not config.relu_before_output and config.method != "metanet":
-        fail("relu_before_output: false shapes a MetaNet's transform: it needs method metanet")
-    if config.demodulate and (config.method != "metanet" or not config.style_norms):
-        fail("demodulate: true shapes a MetaNet's transform: it needs method metanet and style_norms: true")
+    for setting, chosen in (("relu_before_output: false", not config.relu_before_output),
+                            ("demodulate: true", config.demodulate)):
+        if chosen and config.method != "metanet":
+            fail(f"{setting} shapes a MetaNet's transform: it needs method metanet")
+    if config.demodulate and not config.style_norms:
+        fail("demodulate: true needs style_norms: true (the scale and shift after a demodulated convolution)")
     if config.method == "metanet":
         _check_metanet_values(config, fail)
     if config.max_steps is not None and config.max_steps <= 0:

@@ -49,6 +49,8 @@ class InstanceNormalization(keras.layers.Layer):
     would be off by whole percent.
     """
 
+    normalise = True  # a subclass may only scale and shift
+
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)

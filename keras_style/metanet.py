@@ -454,6 +454,17 @@ def is_demodulated(model):
     return any(getattr(layer, "demodulate", False) for layer in model.layers)
 
 
+def why_not_plain(transform):
+    """Why no plain `transform.build_transform_net` network computes what the meta transform
+    `transform` does ("its transform ..."), or None when one does."""
+    if not has_relu_before_output(transform):
+        return ("has no ReLU before the output convolution (relu_before_output: false), which a "
+                "per-style network always has")
+    if is_demodulated(transform):
+        return "demodulates its kernels (demodulate: true); a per-style network normalises with instance norms instead"
+    return None
+
+
 def residual_block_count(model):
     """How many residual blocks a transform network, plain or meta, has."""
     return sum(1 for layer in model.layers if layer.name.startswith("res") and layer.name.endswith("_add"))
@@ -472,6 +483,9 @@ def plain_transform_weights(transform, params):
     ratio makes the plain norm compute exactly what the dynamic one did, and leaves the copied
     kernels at a size plain training can move.
     """
+    reason = why_not_plain(transform)
+    if reason:
+        raise ValueError(f"{transform.name} {reason}")
     params = np.asarray(params, np.float32).reshape(-1)
     weights = {}
     for layer in transform.layers:

@@ -38,7 +38,7 @@ def norm_layers(model):
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             found.extend(norm_layers(layer))
-        elif isinstance(layer, InstanceNormalization) and getattr(layer, "normalise", True):
+        elif isinstance(layer, InstanceNormalization) and layer.normalise:
             found.append(layer)
     return found
 

@@ -648,12 +648,9 @@ def warm_start(config):
             stylizer = stylize.MetaNetStylizer(model, config.init_from)
             style = images.load_image(fetch_style_image(config.style_image))
             transform = stylizer.network
-            if not metanet.has_relu_before_output(transform):
-                raise UserError(f"init_from {name}: its transform has no ReLU before the output convolution "
-                                "(relu_before_output: false), which a per-style network always has")
-            if metanet.is_demodulated(transform):
-                raise UserError(f"init_from {name}: its transform demodulates its kernels (demodulate: true); "
-                                "a per-style network normalises with instance norms instead")
+            reason = metanet.why_not_plain(transform)
+            if reason:  # before the ValueErrors below, which cannot name it
+                raise UserError(f"init_from {name}: its transform {reason}")
             weights = metanet.plain_transform_weights(transform, stylizer.encode(style))
             source = f"the network {name} generates for {Path(config.style_image).name}"
         else:

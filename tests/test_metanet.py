@@ -440,5 +440,7 @@ def test_a_demodulated_metanet_cannot_warm_start_a_per_style_network(parts, tmp_
     demodulated = mn.build_meta_transform(BASE, WIDTH, BLOCKS, demodulate=True)
     with pytest.raises(UserError, match="mn.keras: its transform demodulates its kernels"):
         _warm_start_from(parts, demodulated, tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match="demodulates its kernels"):
+        mn.plain_transform_weights(demodulated, np.zeros(mn.ParamLayout.of_model(demodulated).size))
     with pytest.raises(ValueError, match="demodulate needs style_norms"):
         mn.build_meta_transform(BASE, WIDTH, BLOCKS, style_norms=False, demodulate=True)

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import keras_style.layers  # noqa: F401  (registers the custom layers for loading)
 from keras_style import data, images, precision, tiles
 from keras_style.errors import UserError
+from keras_style.layers import SpaceToDepthConv2D  # (importing layers registers them for loading)
 from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
@@ -36,10 +36,23 @@ def load_model(path):
 def in_precision(model, chosen):
     """`model` as it should run for `chosen` (a `precision.Precision`): as saved (bfloat16 arithmetic
     where the file allows it) for bfloat16; for float32, a copy computing everything in float32 (a
-    file saved with bfloat16 layers then runs at float32 speed on CPUs that only emulate bfloat16)."""
-    if chosen.is_bfloat16 or precision.runs_in_float32(model):
+    file saved with bfloat16 layers then runs at float32 speed on CPUs that only emulate bfloat16),
+    on a CPU with its 9x9 convolutions computed in pixel blocks (`SpaceToDepthConv2D`)."""
+    if chosen.is_bfloat16:
         return model
-    return precision.recast(model, lambda layer: "float32")
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    if precision.runs_in_float32(model) and not on_cpu:
+        return model
+    return precision.recast(model, lambda layer: "float32", _in_blocks if on_cpu else type)
+
+
+def _in_blocks(layer):
+    """`SpaceToDepthConv2D` for a plain 9x9 stride-1 convolution, else the layer's own class. (Measured
+    in float32 on CPUs only: bfloat16 models run as saved.)"""
+    plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9) and layer.strides == (1, 1)
+                 and layer.dilation_rate == (1, 1) and layer.padding == "valid" and layer.groups == 1
+                 and layer.data_format == "channels_last")
+    return SpaceToDepthConv2D if plain_9x9 else type(layer)
 
 
 def is_metanet(model):

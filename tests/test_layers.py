@@ -2,10 +2,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import (CropLike, InstanceNormalization, StyleInstanceNormalization, PadToMultiple, ReflectionPad2D, Standardize,
-                                VGGPreprocess)
+from keras_style.layers import (CropLike, InstanceNormalization, StyleInstanceNormalization, PadToMultiple, ReflectionPad2D,
+                                SpaceToDepthConv2D, Standardize, VGGPreprocess)
 
 
 def images(shape, seed=0, scale=10.0):
@@ -169,6 +170,48 @@ def test_standardize_stays_float32_under_mixed_bfloat16(bfloat16_policy):
     np.testing.assert_allclose(ops.convert_to_numpy(out), [[2.0]])
 
 
+def np_valid_conv(x, kernel, bias):
+    """A stride-1 'valid' convolution, one kernel tap at a time, in float64."""
+    kh, kw = kernel.shape[:2]
+    out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros(x.shape[:1] + (out_h, out_w, kernel.shape[-1]))
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("bhwc,cf->bhwf", x[:, i:i + out_h, j:j + out_w].astype(np.float64), kernel[i, j])
+    return out + bias
+
+
+@pytest.mark.parametrize("height, width, channels, filters, kernel_size, block, picked", [
+    (9, 9, 3, 8, 9, None, 4),      # one output pixel
+    (10, 13, 3, 8, 9, None, 4),    # outputs not a multiple of the block
+    (23, 17, 8, 3, 9, None, 4),
+    (30, 31, 16, 3, 9, None, 2),
+    (21, 18, 3, 16, 9, None, 2),
+    (14, 20, 3, 32, 9, None, 1),   # the plain convolution
+    (12, 11, 3, 5, 3, 4, 4),       # a kernel smaller than the block
+    (16, 19, 4, 6, 5, 3, 3),
+])
+def test_space_to_depth_conv_matches_numpy(height, width, channels, filters, kernel_size, block, picked):
+    rng = np.random.default_rng(kernel_size + filters)
+    x = images((2, height, width, channels), seed=filters)
+    kernel = rng.normal(size=(kernel_size, kernel_size, channels, filters)).astype(np.float32)
+    bias = rng.normal(size=filters).astype(np.float32)
+    layer = SpaceToDepthConv2D(filters, kernel_size, activation="relu", block=block)
+    layer.build(x.shape)
+    layer.set_weights([kernel, bias])
+    assert layer.block_size == picked
+    expected = np.maximum(np_valid_conv(x, kernel, bias), 0)
+    np.testing.assert_allclose(run(layer, x), expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+    compiled = tf.function(lambda batch: layer(batch), input_signature=[tf.TensorSpec((None, None, None, channels))])
+    np.testing.assert_allclose(compiled(x).numpy(), run(layer, x), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"strides": 2}, {"padding": "same"}, {"dilation_rate": 2}])
+def test_space_to_depth_conv_takes_only_plain_convolutions(options):
+    with pytest.raises(ValueError, match="only stride-1"):
+        SpaceToDepthConv2D(4, 9, **options)
+
+
 def _model_and_input(name):
     x = images((2, 6, 5, 3), seed=3)
     inp = keras.Input((None, None, 3))
@@ -194,6 +237,9 @@ def _model_and_input(name):
         layer = Standardize(name="layer")
         out = layer(inp)
         layer.set_weights([np.array([1.0, -2.0, 3.0], np.float32), np.array([0.5, 2.0, 4.0], np.float32)])
+    elif name == "SpaceToDepthConv2D":
+        layer = SpaceToDepthConv2D(4, 3, block=2, name="layer")
+        out = layer(inp)
     elif name == "CropLike":
         layer = CropLike(name="layer")
         out = layer([PadToMultiple(4)(inp), inp])
@@ -204,7 +250,7 @@ def _model_and_input(name):
 
 
 @pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "StyleInstanceNormalization",
-                                  "PadToMultiple",
+                                  "PadToMultiple", "SpaceToDepthConv2D",
                                   "CropLike", "VGGPreprocess", "Standardize"])
 def test_layer_survives_keras_save_and_load(tmp_path, name):
     model, layer, x = _model_and_input(name)
@@ -221,10 +267,11 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
                                    StyleInstanceNormalization(epsilon=0.1, offset=7),
                                    StyleInstanceNormalization(offset=3, normalise=False),
-                                   PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize()])
+                                   PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize(),
+                                   SpaceToDepthConv2D(8, 9, block=4)])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    for attr in ("padding", "epsilon", "multiple", "offset", "normalise"):
+    for attr in ("padding", "epsilon", "multiple", "offset", "normalise", "block"):
         if hasattr(layer, attr):
             assert getattr(clone, attr) == getattr(layer, attr)

@@ -9,6 +9,7 @@ import pytest
 from keras_style import precision, stylize
 from keras_style.config import ConfigError, validate
 from keras_style.errors import UserError
+from keras_style.layers import SpaceToDepthConv2D
 from keras_style.metanet import build_meta_transform
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n"
@@ -118,6 +119,19 @@ def test_a_bfloat16_model_runs_in_float32_when_chosen(bfloat16_transform):
     # The same network: only bfloat16's rounding (8 significant bits) separates the two.
     assert np.abs(got - want).mean() < 0.02 * np.ptp(want)
     assert stylize.in_precision(model, precision.Precision("bfloat16", "test")) is model
+
+
+def test_on_a_cpu_the_float32_copy_computes_9x9_convolutions_in_blocks():
+    from keras_style.transform import build_transform_net
+    with precision.policy_scope("float32"):
+        keras.utils.set_random_seed(5)
+        network = build_transform_net(4, 1)
+    fast = stylize.in_precision(network, precision.Precision("float32", "test"))
+    blocked = {layer.name for layer in _layers(fast) if isinstance(layer, SpaceToDepthConv2D)}
+    assert blocked == {"stem_conv", "out_conv"}
+    photo = np.random.default_rng(2).uniform(0, 255, (1, 37, 29, 3)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(photo)),
+                               keras.ops.convert_to_numpy(network(photo)), atol=1e-3)
 
 
 def test_recast_reaches_nested_models_and_casts_stored_weights(bfloat16_transform):

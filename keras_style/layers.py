@@ -2,6 +2,7 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_style.losses import mean_std
@@ -374,7 +375,8 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
         plain = (self.strides == (1, 1) and self.dilation_rate == (1, 1) and self.padding == "valid"
                  and self.groups == 1 and self.data_format == "channels_last")
         if not plain:
-            raise ValueError(f"{self.name}: only stride-1, undilated, ungrouped 'valid' channels_last convolutions")
+            raise ValueError(f"{self.name}: only stride-1, undilated, ungrouped 'valid' channels_last "
+                             "convolutions")
         self.block = None if block is None else int(block)
         self._index = None
 
@@ -397,15 +399,15 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if self.block_size == 1:
             return super().convolution_op(inputs, kernel)
-        r, (taps, _) = self.block_size, self._index.shape[:2]
-        kernel_height, kernel_width = self.kernel_size
-        batch, height, width, channels = ops.shape(inputs)[0], ops.shape(inputs)[1], ops.shape(inputs)[2], inputs.shape[-1]
-        out_height, out_width = height - kernel_height + 1, width - kernel_width + 1
+        r, taps = self.block_size, self._index.shape[0]
+        batch, height, width = ops.shape(inputs)[0], ops.shape(inputs)[1], ops.shape(inputs)[2]
+        out_height, out_width = height - self.kernel_size[0] + 1, width - self.kernel_size[1] + 1
         rows, cols = (out_height + r - 1) // r, (out_width + r - 1) // r  # output blocks
+        in_rows, in_cols = rows + taps - 1, cols + taps - 1  # input blocks
         # Zeros below and right so the blocks tile the input; they reach only outputs cropped below.
-        x = ops.pad(inputs, [[0, 0], [0, r * (rows + taps - 1) - height], [0, r * (cols + taps - 1) - width], [0, 0]])
-        x = ops.reshape(x, (batch, rows + taps - 1, r, cols + taps - 1, r, channels))
-        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, rows + taps - 1, cols + taps - 1, -1))
+        x = ops.pad(inputs, [[0, 0], [0, r * in_rows - height], [0, r * in_cols - width], [0, 0]])
+        x = ops.reshape(x, (batch, in_rows, r, in_cols, r, inputs.shape[-1]))
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, in_rows, in_cols, -1))
         flat = ops.concatenate([ops.reshape(kernel, (-1,)), ops.zeros((1,), kernel.dtype)])
         y = ops.conv(x, ops.take(flat, self._index), padding="valid")
         y = ops.reshape(y, (batch, rows, cols, r, r, self.filters))
@@ -424,7 +426,6 @@ def _blocked_kernel_index(kernel_size, in_channels, filters, r):
     (di, dj); that pixel sits in input block ((oi + di) // r, (oj + dj) // r) at position
     ((oi + di) % r, (oj + dj) % r) within it.
     """
-    import numpy as np
     kernel_height, kernel_width = kernel_size
     taps = (r + max(kernel_height, kernel_width) - 2) // r + 1
     flat = np.arange(kernel_height * kernel_width * in_channels * filters).reshape(

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import (CropLike, InstanceNormalization, StyleInstanceNormalization, PadToMultiple, ReflectionPad2D,
-                                SpaceToDepthConv2D, Standardize, VGGPreprocess)
+from keras_style.layers import (CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
+                                Standardize, StyleInstanceNormalization, VGGPreprocess)
 
 
 def images(shape, seed=0, scale=10.0):
@@ -202,7 +202,8 @@ def test_space_to_depth_conv_matches_numpy(height, width, channels, filters, ker
     assert layer.block_size == picked
     expected = np.maximum(np_valid_conv(x, kernel, bias), 0)
     np.testing.assert_allclose(run(layer, x), expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
-    compiled = tf.function(lambda batch: layer(batch), input_signature=[tf.TensorSpec((None, None, None, channels))])
+    compiled = tf.function(lambda batch: layer(batch),
+                           input_signature=[tf.TensorSpec((None, None, None, channels))])
     np.testing.assert_allclose(compiled(x).numpy(), run(layer, x), rtol=1e-6, atol=1e-5)
 
 

@@ -15,7 +15,8 @@ MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two d
 # A MetaNet encodes a style image with its shorter side scaled to this, as in training.
 STYLE_SIDE = ENCODE_SIDE
 # Photos up to this many pixels are stylised in one piece (a base-8 network peaks near 1 GB at
-# 2048 x 2048); larger ones in tiles (tiles.py), whose memory does not grow with the photo.
+# 2048 x 2048); larger ones in tiles (tiles.py), whose memory grows with the photo only by the
+# features kept between passes (at most tiles.FEATURES_BUDGET).
 WHOLE_PIXELS = 2048 * 2048
 
 
@@ -49,9 +50,9 @@ def in_precision(model, chosen):
 def _in_blocks(layer):
     """`SpaceToDepthConv2D` for a plain 9x9 stride-1 convolution, else the layer's own class. (Measured
     in float32 on CPUs only: bfloat16 models run as saved.)"""
-    plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9) and layer.strides == (1, 1)
-                 and layer.dilation_rate == (1, 1) and layer.padding == "valid" and layer.groups == 1
-                 and layer.data_format == "channels_last")
+    plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9)
+                 and layer.strides == (1, 1) and layer.dilation_rate == (1, 1) and layer.padding == "valid"
+                 and layer.groups == 1 and layer.data_format == "channels_last")
     return SpaceToDepthConv2D if plain_9x9 else type(layer)
 
 
@@ -77,9 +78,10 @@ class TransformStylizer:
         self._run = tf.function(lambda x: model(x, training=False), input_signature=[_PHOTO])
         self._run(tf.zeros((1, MIN_SIDE, MIN_SIDE, 3)))
 
-    def forward(self, batch):
-        """The network on a (1, H, W, 3) float32 tensor (for tiles.py, which hands its norms statistics)."""
-        return self.model(batch, training=False)
+    def apply(self, model, batch):
+        """`model` (the network, or a part of it) on a (1, h, w, C) tensor: for tiles.py, which hands
+        its norms statistics."""
+        return model(batch, training=False)
 
     def __call__(self, image, tile_size=None):
         """(H, W, 3) in [0, 255] -> stylised (H, W, 3) in [0, 255]: see `stylize`."""
@@ -108,9 +110,10 @@ class MetaNetStylizer:
         self._run = lambda x: self._transform(x, self.params)
         self.network = transform
 
-    def forward(self, batch):
-        """The transform with the style set on a (1, H, W, 3) float32 tensor (see `TransformStylizer`)."""
-        return self.network([batch, self.params], training=False)
+    def apply(self, model, batch):
+        """`model` (the transform, or a part of it) with the style set, on a (1, h, w, C) tensor (see
+        `TransformStylizer`)."""
+        return model([batch, self.params], training=False)
 
     @property
     def name(self):
@@ -171,7 +174,7 @@ def stylize(stylizer, image, tile_size=None):
     whole photo's normalisation statistics."""
     if tile_size is None and image.shape[0] * image.shape[1] <= WHOLE_PIXELS:
         return _apply(stylizer._run, image)
-    return tiles.stylize_tiles(stylizer.network, stylizer.forward, image, tile_size or tiles.TILE_SIZE)
+    return tiles.stylize_tiles(stylizer.network, stylizer.apply, image, tile_size or tiles.TILE_SIZE)
 
 
 def _apply(run, image):

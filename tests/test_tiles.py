@@ -29,8 +29,8 @@ def smooth_photo(height, width, seed=0):
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def run_of(model):
-    return lambda batch: model(batch, training=False)
+def apply(model, batch):
+    return model(batch, training=False)
 
 
 def whole(model, photo):
@@ -50,9 +50,27 @@ def test_exact_statistics_give_the_whole_photos_pixels(network):
     # the statistics of the photo taken whole but not in the tiles'.)
     photo = smooth_photo(152, 132)
     want = whole(network, photo)
-    got = tiles.stylize_tiles(network, run_of(network), photo, tile_size=48)
+    got = tiles.stylize_tiles(network, apply, photo, tile_size=48)
     assert got.dtype == np.uint8 and got.shape == photo.shape
     assert np.abs(got - np.clip(want, 0, 255)).mean() < 0.6  # rounding to 8 bits
+
+
+def test_later_passes_resume_from_each_tiles_features_with_the_same_statistics(network, monkeypatch):
+    photo, grid = smooth_photo(152, 132, seed=4), tiles.tile_grid(152, 132, 48)
+    resumed = tiles.NormStatistics(network, apply)
+    resumptions = []
+    resume = resumed._resume
+    resumed._resume = lambda features: resumptions.append(features.shape) or resume(features)
+    resumed.measure_tiles(photo, grid, tiles.MARGIN)
+    later = [n for n in resumed.norms if n not in resumed.head_norms]
+    assert len(later) == 2 * 2 + 2 and len(resumptions) == len(later)  # 2 blocks, up1, up2: one trace each
+    assert all(shape[-1] == network.get_layer(tiles.RESUME_AT).output.shape[-1] for shape in resumptions)
+    monkeypatch.setattr(tiles, "FEATURES_BUDGET", 0)  # too little memory: every pass from the photo
+    restarted = tiles.NormStatistics(network, apply)
+    restarted.measure_tiles(photo, grid, tiles.MARGIN)
+    for name, sums in restarted.sums.items():
+        for got, want in zip(resumed.sums[name], sums):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
 def test_each_tiles_own_statistics_would_show_seams(network):
@@ -62,7 +80,7 @@ def test_each_tiles_own_statistics_would_show_seams(network):
     own = np.zeros_like(want)
     for top, left, bottom, right in tiles.tile_grid(128, 128, 64):
         own[top:bottom, left:right] = whole(network, photo[top:bottom, left:right])
-    handed = tiles.stylize_tiles(network, run_of(network), photo, tile_size=64)
+    handed = tiles.stylize_tiles(network, apply, photo, tile_size=64)
     assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
 
 
@@ -71,11 +89,12 @@ def test_the_metanet_transform_takes_statistics_too(demodulate):
     keras.utils.set_random_seed(2)
     transform = build_meta_transform(2, 4, 1, demodulate=demodulate)
     assert len(tiles.norm_layers(transform)) == (3 if demodulate else 3 + 4)  # stem, down1, up2 (+ dynamic)
+    assert all(part is not None for part in tiles.split_at(transform, tiles.RESUME_AT))
     params = tf.constant(np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1])),
                          tf.float32)
     photo = smooth_photo(92, 72, seed=5)
-    run = lambda batch: transform([batch, params], training=False)  # noqa: E731
-    want = np.clip(np.asarray(run(tf.constant(photo[None], tf.float32)))[0], 0, 255)
-    got = tiles.stylize_tiles(transform, run, photo, tile_size=32)
+    with_style = lambda model, batch: model([batch, params], training=False)  # noqa: E731
+    want = np.clip(np.asarray(with_style(transform, tf.constant(photo[None], tf.float32)))[0], 0, 255)
+    got = tiles.stylize_tiles(transform, with_style, photo, tile_size=32)
     assert np.abs(got - want).mean() < 0.6
     assert all(layer.statistics is None for layer in tiles.norm_layers(transform))  # handed back

@@ -372,13 +372,18 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
 
     def __init__(self, *args, block=None, **kwargs):
         super().__init__(*args, **kwargs)
-        plain = (self.strides == (1, 1) and self.dilation_rate == (1, 1) and self.padding == "valid"
-                 and self.groups == 1 and self.data_format == "channels_last")
-        if not plain:
+        if not self.computes(self):
             raise ValueError(f"{self.name}: only stride-1, undilated, ungrouped 'valid' channels_last "
                              "convolutions")
         self.block = None if block is None else int(block)
         self._index = None
+
+    @staticmethod
+    def computes(conv):
+        """Whether a `Conv2D`'s settings are ones this layer computes: stride 1, no dilation or
+        groups, 'valid', channels last."""
+        return (conv.strides == (1, 1) and conv.dilation_rate == (1, 1) and conv.padding == "valid"
+                and conv.groups == 1 and conv.data_format == "channels_last")
 
     @staticmethod
     def block_for(in_channels, filters):

@@ -51,8 +51,7 @@ def _in_blocks(layer):
     """`SpaceToDepthConv2D` for a plain 9x9 stride-1 convolution, else the layer's own class. (Measured
     in float32 on CPUs only: bfloat16 models run as saved.)"""
     plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9)
-                 and layer.strides == (1, 1) and layer.dilation_rate == (1, 1) and layer.padding == "valid"
-                 and layer.groups == 1 and layer.data_format == "channels_last")
+                 and SpaceToDepthConv2D.computes(layer))
     return SpaceToDepthConv2D if plain_9x9 else type(layer)
 
 

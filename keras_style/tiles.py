@@ -128,6 +128,11 @@ class NormStatistics:
                 self._release()
         return tf.function(traced, input_signature=[batch_spec, _BOX])
 
+    def _with_measured(self, norms, run):
+        """`run(batch)` compiled with the measured statistics handed to `norms`."""
+        fixed = {layer.name: self.fixed(layer.name) for layer in norms}
+        return self._traced(lambda layer, x: fixed[layer.name], lambda batch, box: run(batch))
+
     def fixed(self, name):
         return _moments(*[tf.constant(v) for v in self.sums[name]])
 
@@ -155,9 +160,7 @@ class NormStatistics:
                      for top, left, bottom, right in outer)
         if needed > FEATURES_BUDGET:
             return []
-        fixed = {layer.name: self.fixed(layer.name) for layer in self.head_norms}
-        head = self._traced(lambda layer, x: fixed[layer.name],
-                            lambda batch, box: self.apply(self.head, batch))
+        head = self._with_measured(self.head_norms, lambda batch: self.apply(self.head, batch))
         return [(head(tile, inner), inner) for tile, inner in _photo_tiles(photo, grid, margin)]
 
     def _resume(self, features):
@@ -194,9 +197,7 @@ class NormStatistics:
             missing = [layer.name for layer in self.norms if layer.name not in self.sums]
             if missing:
                 raise ValueError(f"no statistics measured for {', '.join(missing)}")
-            fixed = {layer.name: self.fixed(layer.name) for layer in self.norms}
-            self._stylize = self._traced(lambda layer, x: fixed[layer.name],
-                                         lambda batch, box: self.run(batch))
+            self._stylize = self._with_measured(self.norms, self.run)
         return self._stylize(tile, tf.zeros(4, tf.int32))
 
 

@@ -83,6 +83,9 @@ class TrainConfig:
     # (as the yardstick does), instead of at their own size up to style_size.
     enlarge_styles: bool = False
     color_weight: float = 0.0                 # weight of the colour term (the result's colours vs the painting's)
+    # A number from 0 to 1: the transform ends by giving each colour channel of the result the
+    # painting's mean, and moves its spread that far to the painting's (layers.ColourMatch).
+    color_match: Optional[float] = None
     eval_every: int = 0                       # > 0: measure val_styles x val_images every so many steps
     kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)
     steps_per_style: int = 20                 # single-style phase: steps on each style
@@ -275,7 +278,8 @@ def _check_values(config, source):
         if getattr(config, key) and (config.method != "transform" or not config.init_from):
             fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
     for setting, chosen in (("relu_before_output: false", not config.relu_before_output),
-                            ("demodulate: true", config.demodulate)):
+                            ("demodulate: true", config.demodulate),
+                            (f"color_match: {config.color_match}", config.color_match is not None)):
         if chosen and config.method != "metanet":
             fail(f"{setting} shapes a MetaNet's transform: it needs method metanet")
     if config.demodulate and not config.style_norms:
@@ -310,6 +314,8 @@ def _check_final_learning_rate(config, fail):
 
 
 def _check_metanet_values(config, fail):
+    if config.color_match is not None and not 0 <= config.color_match <= 1:
+        fail(f"color_match must be from 0 to 1 (or null for none), got {config.color_match}")
     if config.metanet_learning_rate_scale <= 0:
         fail(f"metanet_learning_rate_scale must be positive, got {config.metanet_learning_rate_scale}")
     for key in ("steps_per_style", "styles_per_batch_min"):

@@ -135,6 +135,56 @@ class StyleInstanceNormalization(InstanceNormalization):
         return {**super().get_config(), "offset": self.offset, "normalise": self.normalise}
 
 
+@register
+class ColourMatch(InstanceNormalization):
+    """The last layer of a meta transform: moves each colour channel of the result to the painting's
+    mean, and its spread `strength` of the way to the painting's standard deviation.
+
+    Called on `[image, params]`, image (B, H, W, 3) in [0, 255]; columns [offset, offset + 6) of
+    `params` hold the painting's per-channel mean and standard deviation, which the MetaNet measures
+    on the style image's pixels (not a learned guess: `metanet.build_metanet`). Per channel c:
+    out = mean_style + (x - mean_x) * ((1 - strength) + strength * std_style / std_x). The image's
+    own statistics are an instance norm's, so tiles.py hands it the whole photo's like the others'.
+    """
+
+    def __init__(self, strength=0.0, offset=0, epsilon=1.0, **kwargs):
+        super().__init__(epsilon, **kwargs)
+        self.strength = float(strength)
+        self.offset = int(offset)
+        self.channels = None
+
+    def build(self, shapes):  # no weights of its own
+        x_shape, params_shape = shapes
+        self.channels = int(x_shape[-1])
+        _check_param_width(self, params_shape)
+
+    @property
+    def param_parts(self):
+        return (("mean", (self.channels,)), ("std", (self.channels,)))
+
+    @property
+    def param_size(self):
+        return 2 * self.channels
+
+    def call(self, inputs):
+        x, params = inputs
+        x32 = ops.cast(x, "float32")
+        block = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
+        style_mean, style_std = block[:, None, None, :self.channels], block[:, None, None, self.channels:]
+        if self.statistics is None:
+            mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        else:
+            mean, variance = self.statistics(self, x32)
+        gain = (1 - self.strength) + self.strength * style_std * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(style_mean + (x32 - mean) * gain, self.compute_dtype)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "offset": self.offset}
+
+
 def _check_param_width(layer, params_shape):
     width = params_shape[-1]
     if width is not None and width < layer.offset + layer.param_size:

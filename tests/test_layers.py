@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import (CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
+from keras_style.layers import (ColourMatch, CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
                                 Standardize, StyleInstanceNormalization, VGGPreprocess)
 
 
@@ -72,6 +72,22 @@ def test_style_instance_norm_adds_each_images_columns_to_its_scale_and_shift():
     assert layer.param_parts == (("scale", (3,)), ("shift", (3,))) and layer.param_size == 6
     with pytest.raises(ValueError, match=r"needs parameter columns \[2, 8\) but the vector has 7"):
         StyleInstanceNormalization(offset=2)([x, params[:, :7]])
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.0])
+def test_colour_match_takes_the_paintings_means_and_moves_the_spreads_that_far(strength):
+    x = images((2, 6, 5, 3), seed=8, scale=60.0) + 100
+    painting = np.array([[10, 1, 1, 0, 120, 200, 80, 20, 5, 40], [10, 1, 1, 0, 30, 90, 250, 1, 60, 3]], np.float32)
+    layer = ColourMatch(strength, offset=4)
+    out = ops.convert_to_numpy(layer([x, painting]))
+    for i in range(2):
+        mean, std = x[i].mean(axis=(0, 1)), np.sqrt(x[i].var(axis=(0, 1)) + 1.0)  # epsilon 1 (in levels squared)
+        want = painting[i, 4:7] + (x[i] - mean) * ((1 - strength) + strength * painting[i, 7:10] / std)
+        np.testing.assert_allclose(out[i], want, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(out[i].mean(axis=(0, 1)), painting[i, 4:7], atol=1e-3)
+    assert layer.param_parts == (("mean", (3,)), ("std", (3,))) and not layer.weights
+    with pytest.raises(ValueError, match=r"needs parameter columns \[4, 10\) but the vector has 9"):
+        ColourMatch(strength, offset=4)([x, painting[:, :9]])
 
 
 def test_style_norm_without_normalising_only_scales_and_shifts():
@@ -232,6 +248,12 @@ def _model_and_input(name):
         layer.set_weights([np.array([0.5, 2.0, -1.0], np.float32), np.array([1.0, -2.0, 0.25], np.float32)])
         rows = np.random.default_rng(0).normal(0, 1, (2, 8)).astype(np.float32)
         return keras.Model([inp, params], out), layer, [x, rows]
+    elif name == "ColourMatch":
+        params = keras.Input((7,))
+        layer = ColourMatch(0.5, offset=1, name="layer")
+        out = layer([inp, params])
+        rows = np.abs(np.random.default_rng(0).normal(50, 20, (2, 7))).astype(np.float32)
+        return keras.Model([inp, params], out), layer, [x, rows]
     elif name == "PadToMultiple":
         layer = PadToMultiple(4, name="layer")
         out = layer(inp)
@@ -252,7 +274,7 @@ def _model_and_input(name):
 
 
 @pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "StyleInstanceNormalization",
-                                  "PadToMultiple", "SpaceToDepthConv2D",
+                                  "ColourMatch", "PadToMultiple", "SpaceToDepthConv2D",
                                   "CropLike", "VGGPreprocess", "Standardize"])
 def test_layer_survives_keras_save_and_load(tmp_path, name):
     model, layer, x = _model_and_input(name)
@@ -269,11 +291,12 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
                                    StyleInstanceNormalization(epsilon=0.1, offset=7),
                                    StyleInstanceNormalization(offset=3, normalise=False),
+                                   ColourMatch(0.25, offset=11),
                                    PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize(),
                                    SpaceToDepthConv2D(8, 9, block=4)])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    for attr in ("padding", "epsilon", "multiple", "offset", "normalise", "block"):
+    for attr in ("padding", "epsilon", "multiple", "offset", "normalise", "block", "strength"):
         if hasattr(layer, attr):
             assert getattr(clone, attr) == getattr(layer, attr)

@@ -444,3 +444,20 @@ def test_a_demodulated_metanet_cannot_warm_start_a_per_style_network(parts, tmp_
         mn.plain_transform_weights(demodulated, np.zeros(mn.ParamLayout.of_model(demodulated).size))
     with pytest.raises(ValueError, match="demodulate needs style_norms"):
         mn.build_meta_transform(BASE, WIDTH, BLOCKS, style_norms=False, demodulate=True)
+
+
+def test_color_match_gives_the_result_the_paintings_measured_colours(parts):
+    """The MetaNet measures the painting's colours (the last 6 columns: per-channel mean and std of
+    its pixels, not a learned guess) and the transform's last layer imposes them."""
+    vgg = parts[0]
+    transform = mn.build_meta_transform(BASE, WIDTH, BLOCKS, color_match=0.5)
+    layout = mn.ParamLayout.of_model(transform)
+    assert layout[mn.COLOUR_NAME].offset == layout.size - 6
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
+    encoder = mn.build_style_encoder(metanet, vgg)
+    style = images(2, 30, 34, 7) * tf.constant([1.0, 0.5, 0.25])
+    colours = np.asarray(encoder(style))[:, -6:]
+    np.testing.assert_allclose(colours[:, :3], np.mean(style, axis=(1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(colours[:, 3:], np.std(style, axis=(1, 2)), rtol=1e-3)
+    result = np.asarray(mn.build_metanet_model(encoder, transform)([images(1, 32, 28, 8), style[1:]]))
+    np.testing.assert_allclose(result[0].mean(axis=(0, 1)), colours[1, :3], rtol=1e-4, atol=1e-2)

@@ -226,6 +226,8 @@ def tiny_metanet_config(tmp_path, monkeypatch, extra, batch_size=8):
     ("style_data: styles\nresidual_width: 0\n", "residual_width must be at least 1"),
     ("style_data: styles\nstyles_before_batching: -1\n", "must not be negative"),
     ("style_data: styles\ncolor_weight: -2\n", "color_weight must not be negative"),
+    ("style_data: styles\ncolor_match: 1.5\n", "color_match must be from 0 to 1 (or null for none), got 1.5"),
+    ("style_data: styles\ncolor_match: -0.5\n", "color_match must be from 0 to 1"),
     ("style_data: [styles, 3]\n", "style_data must be a non-empty list of folders"),
     ("style_data: styles\nkernel_rank: -1\n", "kernel_rank must not be negative"),
     ("style_data: styles\nstyle_per_batch_max: 4\n", "did you mean 'styles_per_batch_max'"),

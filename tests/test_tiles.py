@@ -84,14 +84,17 @@ def test_each_tiles_own_statistics_would_show_seams(network):
     assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
 
 
-@pytest.mark.parametrize("demodulate", [False, True])
-def test_the_metanet_transform_takes_statistics_too(demodulate):
+@pytest.mark.parametrize("demodulate, color_match", [(False, None), (True, None), (False, 0.5)])
+def test_the_metanet_transform_takes_statistics_too(demodulate, color_match):
     keras.utils.set_random_seed(2)
-    transform = build_meta_transform(2, 4, 1, demodulate=demodulate)
-    assert len(tiles.norm_layers(transform)) == (3 if demodulate else 3 + 4)  # stem, down1, up2 (+ dynamic)
+    transform = build_meta_transform(2, 4, 1, demodulate=demodulate, color_match=color_match)
+    colour = 0 if color_match is None else 1
+    assert len(tiles.norm_layers(transform)) == (3 if demodulate else 3 + 4) + colour  # stem, down1, up2 (+ dynamic)
     assert all(part is not None for part in tiles.split_at(transform, tiles.RESUME_AT))
-    params = tf.constant(np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1])),
-                         tf.float32)
+    params = np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1]))
+    if color_match is not None:  # a painting's colours: means, then standard deviations
+        params[0, -6:] = [90, 150, 200, 30, 50, 20]
+    params = tf.constant(params, tf.float32)
     photo = smooth_photo(92, 72, seed=5)
     with_style = lambda model, batch: model([batch, params], training=False)  # noqa: E731
     want = np.clip(np.asarray(with_style(transform, tf.constant(photo[None], tf.float32)))[0], 0, 255)

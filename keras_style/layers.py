@@ -70,12 +70,15 @@ class InstanceNormalization(keras.layers.Layer):
 
     def _normalise(self, x, scale, shift):
         x32 = ops.cast(x, "float32")
-        if self.statistics is None:
-            mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
-        else:
-            mean, variance = self.statistics(self, x32)
+        mean, variance = self._moments(x32)
         y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
         return ops.cast(y * scale + shift, self.compute_dtype)
+
+    def _moments(self, x32):
+        """Each channel's (mean, variance) over positions: the image's own, or those handed in."""
+        if self.statistics is None:
+            return ops.moments(x32, axes=[1, 2], keepdims=True)
+        return self.statistics(self, x32)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -171,10 +174,7 @@ class ColourMatch(InstanceNormalization):
         x32 = ops.cast(x, "float32")
         block = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
         style_mean, style_std = block[:, None, None, :self.channels], block[:, None, None, self.channels:]
-        if self.statistics is None:
-            mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
-        else:
-            mean, variance = self.statistics(self, x32)
+        mean, variance = self._moments(x32)
         gain = (1 - self.strength) + self.strength * style_std * ops.rsqrt(variance + self.epsilon)
         return ops.cast(style_mean + (x32 - mean) * gain, self.compute_dtype)
 

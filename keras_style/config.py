@@ -86,6 +86,9 @@ class TrainConfig:
     # A number from 0 to 1: the transform ends by giving each colour channel of the result the
     # painting's mean, and moves its spread that far to the painting's (layers.ColourMatch).
     color_match: Optional[float] = None
+    # true: the transform ends by drawing any colour outside both the photo's and the painting's
+    # palettes back to their border (layers.KeepPalette).
+    keep_palette: bool = False
     eval_every: int = 0                       # > 0: measure val_styles x val_images every so many steps
     kernel_rank: int = 0                      # > 0: low-rank kernel outputs (metanet.build_metanet)
     steps_per_style: int = 20                 # single-style phase: steps on each style
@@ -279,7 +282,8 @@ def _check_values(config, source):
             fail(f"{key} {verb} the network of init_from: it needs method transform and init_from")
     for setting, chosen in (("relu_before_output: false", not config.relu_before_output),
                             ("demodulate: true", config.demodulate),
-                            (f"color_match: {config.color_match}", config.color_match is not None)):
+                            (f"color_match: {config.color_match}", config.color_match is not None),
+                            ("keep_palette: true", config.keep_palette)):
         if chosen and config.method != "metanet":
             fail(f"{setting} shapes a MetaNet's transform: it needs method metanet")
     if config.demodulate and not config.style_norms:

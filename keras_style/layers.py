@@ -185,6 +185,98 @@ class ColourMatch(InstanceNormalization):
         return {**super().get_config(), "strength": self.strength, "offset": self.offset}
 
 
+def _palette_directions():
+    """(3, 13) unit vectors: the colour axes, each pair's sum and difference, and the four diagonals
+    of the colour cube. Bounds along them (both ways) describe a palette by 26 planes."""
+    vectors = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1),
+               (0, 1, -1), (1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1)]
+    d = np.asarray(vectors, np.float32).T
+    return d / np.linalg.norm(d, axis=0, keepdims=True)
+
+
+PALETTE_DIRECTIONS = _palette_directions()
+PALETTE_SIZE = 3 + 2 * PALETTE_DIRECTIONS.shape[1]
+
+
+def palette_of(images):
+    """(B, H, W, 3) in [0, 255] -> (B, PALETTE_SIZE) float32: the mean colour, then the least and the
+    greatest projection of any pixel on each of `PALETTE_DIRECTIONS`. The pixels lie inside the
+    polytope those bounds cut out (a little larger than their convex hull), as does the mean."""
+    x = ops.cast(images, "float32")
+    projected = ops.matmul(x, ops.convert_to_tensor(PALETTE_DIRECTIONS))
+    return ops.concatenate([ops.mean(x, axis=(1, 2)), ops.min(projected, axis=(1, 2)),
+                            ops.max(projected, axis=(1, 2))], axis=-1)
+
+
+@register
+class Palette(keras.layers.Layer):
+    """(B, H, W, 3) in [0, 255] -> (B, PALETTE_SIZE): `palette_of` its pixels (the MetaNet's
+    measure of a painting's colours for `KeepPalette`)."""
+
+    def call(self, images):
+        return ops.cast(palette_of(images), self.compute_dtype)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], PALETTE_SIZE)
+
+
+@register
+class KeepPalette(keras.layers.Layer):
+    """The last colour step of a meta transform: a result's colours stay within the photo's and the
+    painting's.
+
+    Called on `[image, photo, params]`, image and photo (B, H, W, 3) in [0, 255]; columns [offset,
+    offset + PALETTE_SIZE) of `params` hold the painting's `palette_of` (the MetaNet measures it).
+    The two palettes' bounds along each direction, the wider of the two, cut out a polytope around
+    both; every pixel outside it moves straight towards the point halfway between the two mean
+    colours (inside it) until it is on its surface. Pixels inside are left as they are, so where the
+    network keeps to the palettes this changes nothing. A photo stylised in tiles hands the whole
+    photo's palette in `photo_palette` (tiles.py), so every tile keeps to the same bounds.
+    """
+
+    def __init__(self, offset=0, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+        self.photo_palette = None  # (1, PALETTE_SIZE) handed in for tiles; not part of the config
+
+    def build(self, shapes):
+        _check_param_width(self, shapes[2])
+
+    @property
+    def param_parts(self):
+        count = PALETTE_DIRECTIONS.shape[1]
+        return (("mean", (3,)), ("lower", (count,)), ("upper", (count,)))
+
+    @property
+    def param_size(self):
+        return PALETTE_SIZE
+
+    def call(self, inputs):
+        x, photo, params = inputs
+        painting = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
+        own = palette_of(photo) if self.photo_palette is None else ops.cast(self.photo_palette, "float32")
+        count = PALETTE_DIRECTIONS.shape[1]
+        directions = ops.convert_to_tensor(PALETTE_DIRECTIONS)
+        centre = (own[:, :3] + painting[:, :3]) / 2
+        lower = ops.minimum(own[:, 3:3 + count], painting[:, 3:3 + count]) - ops.matmul(centre, directions)
+        upper = ops.maximum(own[:, 3 + count:], painting[:, 3 + count:]) - ops.matmul(centre, directions)
+        offsets = ops.cast(x, "float32") - centre[:, None, None, :]
+        projected = ops.matmul(offsets, directions)
+        lower, upper = lower[:, None, None, :], upper[:, None, None, :]
+        # The fraction of each offset that stays inside each plane (lower <= 0 <= upper: the centre
+        # is inside); the safe denominators keep the unused branches' gradients finite.
+        above = ops.where(projected > upper, upper / ops.maximum(projected, 1e-6), 1.0)
+        below = ops.where(projected < lower, lower / ops.minimum(projected, -1e-6), 1.0)
+        kept = ops.min(ops.minimum(above, below), axis=-1, keepdims=True)
+        return ops.cast(centre[:, None, None, :] + offsets * kept, self.compute_dtype)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
 def _check_param_width(layer, params_shape):
     width = params_shape[-1]
     if width is not None and width < layer.offset + layer.param_size:

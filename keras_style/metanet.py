@@ -23,8 +23,9 @@ import numpy as np
 from keras import layers, ops
 
 from keras_style import precision
-from keras_style.layers import (ColourMatch, CropLike, DynamicConv2D, InstanceNormalization, MeanStd, PadToMultiple,
-                                ReflectionPad2D, Standardize, StyleConv2D, StyleInstanceNormalization)
+from keras_style.layers import (PALETTE_SIZE, ColourMatch, CropLike, DynamicConv2D, InstanceNormalization,
+                                KeepPalette, MeanStd, PadToMultiple, Palette, ReflectionPad2D, Standardize, StyleConv2D,
+                                StyleInstanceNormalization)
 from keras_style.losses import mean_std
 from keras_style.transform import conv_block
 
@@ -55,6 +56,8 @@ ENCODER_NAME = "style_encoder"
 TRANSFORM_NAME = "meta_transform"
 # The transform's last layer with `color_match`: its columns are the painting's measured colours.
 COLOUR_NAME = "colour_match"
+# With `keep_palette`, after it: its columns are the painting's measured palette.
+PALETTE_NAME = "keep_palette"
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,11 @@ class _Columns:
 
 
 def transform_layout(base=16, residual_width=48, residual_blocks=6, style_norms=True, style_output_convs=False,
-                     color_match=None):
+                     color_match=None, keep_palette=False):
     """The `ParamLayout` of `build_meta_transform` with the same arguments."""
     return ParamLayout.of_model(build_meta_transform(base, residual_width, residual_blocks, style_norms=style_norms,
                                                      style_output_convs=style_output_convs,
-                                                     color_match=color_match))
+                                                     color_match=color_match, keep_palette=keep_palette))
 
 
 def _norm(x, params, columns, name, epsilon=1e-5, style=True, normalise=True):
@@ -212,7 +215,7 @@ def _dynamic_block(x, params, columns, filters, name, style_norms, strides=1, up
 
 def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_norms=True,
                          style_output_convs=False, relu_before_output=True, demodulate=False, color_match=None,
-                         name=TRANSFORM_NAME):
+                         keep_palette=False, name=TRANSFORM_NAME):
     """[photo (B, H, W, 3) in [0, 255], params (B or 1, P)] -> image (B, H, W, 3) in [0, 255], float32.
 
     The Johnson network of `transform.py`. Widths: stem `base`, first down-sampling `2 * base`, then
@@ -234,7 +237,9 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
     grow droplets (a few extreme pixels that set a norm's statistics for the whole picture). With
     `color_match` (0 to 1) a `ColourMatch` layer ends the network: the result's colour channels take
     the painting's means, and their spreads move that far to the painting's (the last 6 columns of
-    `params`, which the MetaNet measures on the style image).
+    `params`, which the MetaNet measures on the style image). With `keep_palette` a `KeepPalette`
+    layer comes last: every colour outside both the photo's and the painting's palettes is drawn
+    back to their border (a mean shift can carry a colour out of both).
 
     The MetaNet grows with the vector length P (one Dense of ~385 x kernel size per dynamic
     convolution): at 48 wide and 6 blocks it has 112M weights (224 MB even in 16 bits); 16 wide and
@@ -264,6 +269,9 @@ def build_meta_transform(base=16, residual_width=48, residual_blocks=6, style_no
         x = layers.Rescaling(127.5, offset=127.5, dtype="float32", name="to_pixels")(x)
         if color_match is not None:
             x = ColourMatch(color_match, offset=columns.take(6), dtype="float32", name=COLOUR_NAME)([x, params])
+        if keep_palette:
+            keep = KeepPalette(offset=columns.take(PALETTE_SIZE), dtype="float32", name=PALETTE_NAME)
+            x = keep([x, photo, params])
         image = CropLike(dtype="float32", name="crop")([x, photo])
         return keras.Model([photo, params], image, name=name), columns.used
 
@@ -296,7 +304,7 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     three kinds, and a linear Dense per kernel and per bias reads both (a style norm's scale and
     shift read the shared units only); outputs are scaled (`_output_scale`) and concatenated in
     layout order. A `ColourMatch` layer's columns are the style image's per-channel pixel mean
-    and standard deviation, measured. Defaults follow the Keras port.
+    and standard deviation, measured; a `KeepPalette` layer's, its `layers.palette_of`. Defaults follow the Keras port.
 
     `kernel_rank` > 0 makes each kernel's linear map low-rank: a linear Dense to that many units,
     then the output Dense. The kernels' Denses are nearly all of a MetaNet's weights (hidden units x
@@ -315,6 +323,9 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     for slot in layout:
         if slot.name == COLOUR_NAME:  # measured, not generated: the exact colours of any painting
             outputs.append(MeanStd(dtype="float32", name=f"{PREFIX}colours")(style))
+            continue
+        if slot.name == PALETTE_NAME:
+            outputs.append(Palette(dtype="float32", name=f"{PREFIX}palette")(style))
             continue
         reads = shared
         if _is_convolution(slot):  # a convolution's own group of hidden units beside the shared
@@ -495,8 +506,8 @@ def plain_transform_weights(transform, params):
     A dynamic convolution is followed by a norm of epsilon 1e-12 (`DYNAMIC_NORM_EPSILON`), a plain
     one by a norm of 1e-5; scaling the convolution's kernel and bias by the square root of their
     ratio makes the plain norm compute exactly what the dynamic one did, and leaves the copied
-    kernels at a size plain training can move. A `ColourMatch` (`color_match`) has no counterpart
-    in a plain network, which starts from what the transform computes before it: the painting's
+    kernels at a size plain training can move. A `ColourMatch` (`color_match`) or `KeepPalette`
+    has no counterpart in a plain network, which starts from what the transform computes before it: the painting's
     colours are for its training to find.
     """
     reason = why_not_plain(transform)

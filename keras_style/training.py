@@ -144,7 +144,7 @@ class MetaNetTask(_PhotoTask):
         return metanet.build_meta_transform(c.base, c.residual_width, c.residual_blocks, style_norms=c.style_norms,
                                             style_output_convs=c.style_output_convs,
                                             relu_before_output=c.relu_before_output, demodulate=c.demodulate,
-                                            color_match=c.color_match)
+                                            color_match=c.color_match, keep_palette=c.keep_palette)
 
     def _saved_weights(self, path):
         """([(variable, saved value), ...], names of new layers) to continue from a MetaNet file

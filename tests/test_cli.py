@@ -315,6 +315,8 @@ def test_bad_init_from_is_one_clear_error(tmp_path, monkeypatch):
         load_config(tmp_path / "c.yml", ["demodulate=true"])
     with pytest.raises(ConfigError, match="color_match: 0.5 shapes a MetaNet's transform"):
         load_config(tmp_path / "c.yml", ["color_match=0.5"])
+    with pytest.raises(ConfigError, match="keep_palette: true shapes a MetaNet's transform"):
+        load_config(tmp_path / "c.yml", ["keep_palette=true"])
     with pytest.raises(UserError, match="s.jpg: not a .keras model file"):
         training.warm_start(load_config(tmp_path / "c.yml", ["init_from=s.jpg"]))
     result = run("train.py", "-c", "c.yml", "--set", "init_from=other.keras", cwd=tmp_path)

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import (ColourMatch, CropLike, InstanceNormalization, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
+from keras_style.layers import (PALETTE_DIRECTIONS, PALETTE_SIZE, ColourMatch, CropLike,
+                                InstanceNormalization, KeepPalette, Palette, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
                                 Standardize, StyleInstanceNormalization, VGGPreprocess)
 
 
@@ -88,6 +89,69 @@ def test_colour_match_takes_the_paintings_means_and_moves_the_spreads_that_far(s
     assert layer.param_parts == (("mean", (3,)), ("std", (3,))) and not layer.weights
     with pytest.raises(ValueError, match=r"needs parameter columns \[4, 10\) but the vector has 9"):
         ColourMatch(strength, offset=4)([x, painting[:, :9]])
+
+
+def np_palette(image):
+    projected = image.reshape(-1, 3) @ PALETTE_DIRECTIONS
+    return np.concatenate([image.reshape(-1, 3).mean(0), projected.min(0), projected.max(0)])
+
+
+def np_keep_palette(x, photo, painting):
+    """Each pixel outside the planes of both palettes' wider bounds, moved towards the midpoint of
+    their means until the last plane it crossed: by bisection on the fraction of its offset kept."""
+    own = np_palette(photo)
+    count = PALETTE_DIRECTIONS.shape[1]
+    lower = np.minimum(own[3:3 + count], painting[3:3 + count])
+    upper = np.maximum(own[3 + count:], painting[3 + count:])
+    centre = (own[:3] + painting[:3]) / 2
+
+    def inside(pixel):
+        projected = pixel @ PALETTE_DIRECTIONS
+        return np.all((projected >= lower - 1e-3) & (projected <= upper + 1e-3))
+
+    out = x.reshape(-1, 3).astype(np.float64).copy()
+    for i, pixel in enumerate(out):
+        if inside(pixel):
+            continue
+        low, high = 0.0, 1.0
+        for _ in range(40):
+            low, high = ((low + high) / 2, high) if inside(centre + (low + high) / 2 * (pixel - centre)) \
+                else (low, (low + high) / 2)
+        out[i] = centre + low * (pixel - centre)
+    return out.reshape(x.shape)
+
+
+def test_keep_palette_draws_colours_outside_both_palettes_back_to_their_border():
+    rng = np.random.default_rng(9)
+    photo = rng.uniform(60, 140, (2, 7, 6, 3)).astype(np.float32)
+    paintings = [rng.uniform(0, 255, (9, 8, 3)) * [1.0, 0.3, 0.2], rng.uniform(100, 110, (9, 8, 3))]
+    painting = np.stack([np_palette(p) for p in paintings]).astype(np.float32)
+    x = rng.uniform(-40, 300, (2, 8, 8, 3)).astype(np.float32)
+    x[:, :2] = photo[:, :2, :6].mean() + 0 * x[:, :2]  # some pixels inside: left as they are
+    params = np.concatenate([np.zeros((2, 5), np.float32), painting], axis=1)
+    layer = KeepPalette(offset=5)
+    out = ops.convert_to_numpy(layer([x, photo, params]))
+    for i in range(2):
+        want = np_keep_palette(x[i], photo[i], painting[i])
+        np.testing.assert_allclose(out[i], want, atol=1e-2)
+    np.testing.assert_array_equal(out[:, :2], x[:, :2])
+    assert np.abs(out - x).max() > 50  # most of x lies far outside
+    np.testing.assert_allclose(ops.convert_to_numpy(Palette()(photo)), np.stack([np_palette(p) for p in photo]),
+                               rtol=1e-5, atol=1e-3)
+    assert layer.param_size == PALETTE_SIZE == 29 and not layer.weights
+    with pytest.raises(ValueError, match=r"needs parameter columns \[5, 34\) but the vector has 33"):
+        KeepPalette(offset=5)([x, photo, params[:, :33]])
+
+
+def test_keep_palette_is_differentiable_and_finite_on_flat_colours():
+    photo = np.full((1, 5, 5, 3), 128.0, np.float32)
+    painting = np_palette(np.full((4, 4, 3), 128.0))[None].astype(np.float32)  # one colour in both
+    x = tf.Variable(np.random.default_rng(1).uniform(0, 255, (1, 5, 5, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        out = KeepPalette()([x, photo, painting])
+        loss = tf.reduce_sum(tf.square(out - 100.0))
+    np.testing.assert_allclose(ops.convert_to_numpy(out), 128.0, atol=1e-3)  # the only colour there is
+    assert np.isfinite(ops.convert_to_numpy(tape.gradient(loss, x))).all()
 
 
 def test_style_norm_without_normalising_only_scales_and_shifts():
@@ -254,6 +318,12 @@ def _model_and_input(name):
         out = layer([inp, params])
         rows = np.abs(np.random.default_rng(0).normal(50, 20, (2, 7))).astype(np.float32)
         return keras.Model([inp, params], out), layer, [x, rows]
+    elif name == "KeepPalette":
+        params = keras.Input((PALETTE_SIZE + 1,))
+        layer = KeepPalette(offset=1, name="layer")
+        out = layer([inp * 300.0 - 20.0, inp * 100.0 + 50.0, params])
+        rows = np.concatenate([np.zeros((2, 1)), [np_palette(np.full((2, 2, 3), v)) for v in (30.0, 200.0)]], 1)
+        return keras.Model([inp, params], out), layer, [x, rows.astype(np.float32)]
     elif name == "PadToMultiple":
         layer = PadToMultiple(4, name="layer")
         out = layer(inp)
@@ -274,7 +344,7 @@ def _model_and_input(name):
 
 
 @pytest.mark.parametrize("name", ["ReflectionPad2D", "InstanceNormalization", "StyleInstanceNormalization",
-                                  "ColourMatch", "PadToMultiple", "SpaceToDepthConv2D",
+                                  "ColourMatch", "KeepPalette", "PadToMultiple", "SpaceToDepthConv2D",
                                   "CropLike", "VGGPreprocess", "Standardize"])
 def test_layer_survives_keras_save_and_load(tmp_path, name):
     model, layer, x = _model_and_input(name)
@@ -291,7 +361,7 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
                                    StyleInstanceNormalization(epsilon=0.1, offset=7),
                                    StyleInstanceNormalization(offset=3, normalise=False),
-                                   ColourMatch(0.25, offset=11),
+                                   ColourMatch(0.25, offset=11), KeepPalette(offset=12),
                                    PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize(),
                                    SpaceToDepthConv2D(8, 9, block=4)])
 def test_get_config_round_trips(layer):

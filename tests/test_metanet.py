@@ -8,7 +8,7 @@ from keras_style import data, stylize
 from keras_style import images as keras_images
 from keras_style import metanet as mn
 from keras_style.errors import UserError
-from keras_style.layers import DynamicConv2D
+from keras_style.layers import PALETTE_DIRECTIONS, PALETTE_SIZE, DynamicConv2D, palette_of
 from keras_style.optimizers import Adagrad2
 from keras_style.transform import build_transform_net, conv_block, residual_block
 from keras_style.vgg import build_vgg
@@ -461,3 +461,28 @@ def test_color_match_gives_the_result_the_paintings_measured_colours(parts):
     np.testing.assert_allclose(colours[:, 3:], np.std(style, axis=(1, 2)), rtol=1e-3)
     result = np.asarray(mn.build_metanet_model(encoder, transform)([images(1, 32, 28, 8), style[1:]]))
     np.testing.assert_allclose(result[0].mean(axis=(0, 1)), colours[1, :3], rtol=1e-4, atol=1e-2)
+
+
+def test_keep_palette_keeps_the_result_within_the_photos_and_the_paintings_colours(parts):
+    """The MetaNet measures the painting's palette (the last columns, after the colour match's) and
+    the transform's last layer keeps every pixel inside its and the photo's bounds."""
+    vgg = parts[0]
+    transform = mn.build_meta_transform(BASE, WIDTH, BLOCKS, color_match=1.0, keep_palette=True)
+    layout = mn.ParamLayout.of_model(transform)
+    assert layout[mn.PALETTE_NAME].offset == layout.size - PALETTE_SIZE == layout[mn.COLOUR_NAME].end
+    metanet = mn.build_metanet(layout, mn.style_feature_size(vgg), **SMALL)
+    encoder = mn.build_style_encoder(metanet, vgg)
+    style = images(2, 30, 34, 7) * tf.constant([1.0, 0.2, 0.1]) + tf.constant([0.0, 150.0, 20.0])
+    measured = np.asarray(encoder(style))[:, -PALETTE_SIZE:]
+    np.testing.assert_allclose(measured, np.asarray(palette_of(style)), rtol=1e-5, atol=1e-3)
+    photo = images(1, 32, 28, 8) * 0.3 + 60.0
+    result = np.asarray(mn.build_metanet_model(encoder, transform)([photo, style[1:]]))[0]
+    count = PALETTE_DIRECTIONS.shape[1]
+    projected = result.reshape(-1, 3) @ PALETTE_DIRECTIONS
+    bounds = np.stack([np.asarray(palette_of(photo))[0], measured[1]])
+    assert (projected >= bounds[:, 3:3 + count].min(0) - 1e-2).all()
+    assert (projected <= bounds[:, 3 + count:].max(0) + 1e-2).all()
+    unbounded = keras.Model(transform.inputs, transform.get_layer(mn.COLOUR_NAME).output)
+    params = np.asarray(encoder(style[1:]))
+    before = np.asarray(unbounded([photo, tf.constant(params)]))[0].reshape(-1, 3) @ PALETTE_DIRECTIONS
+    assert (before > bounds[:, 3 + count:].max(0) + 5).any()  # the colour match alone leaves them

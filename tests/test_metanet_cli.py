@@ -442,7 +442,8 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
     adds style output convolutions (their changes start at zero) or residual blocks (they start as
     the identity); another shape is one clear error. `relu_before_output: false` builds the
     transform without the ReLU before its output convolution, `demodulate: true` with demodulated
-    kernels, each said when the saved network was built otherwise."""
+    kernels, each said when the saved network was built otherwise; `color_match` and `keep_palette`
+    add their layers, measured rather than learned."""
     work, _, _ = trained
     later = ("max_steps=1", "learning_rate=1.0e-9", "styles_before_batching=0", "mixed_precision=false")
     outputs = {name: run("train.py", "-c", "m.yml", "--set", f"naming={name}", *later, *extra, cwd=work)
@@ -450,7 +451,9 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
                                    ("grown", [f"init_from={MODEL}", "style_output_convs=true",
                                               "residual_blocks=3"]),
                                    ("bare", [f"init_from={MODEL}", "relu_before_output=false"]),
-                                   ("demod", [f"init_from={MODEL}", "demodulate=true"]))}
+                                   ("demod", [f"init_from={MODEL}", "demodulate=true"]),
+                                   ("palette", [f"init_from={MODEL}", "color_match=0.5",
+                                                "keep_palette=true"]))}
     for result in outputs.values():
         assert result.returncode == 0, result.stderr + result.stdout
     assert "starting from the MetaNet mn.keras" in outputs["again"].stdout
@@ -468,6 +471,12 @@ def test_a_metanet_continues_from_a_saved_one(trained, monkeypatch, capsys):
         _, transform = metanet.metanet_halves(stylize.load_model(work / "models" / name / f"{name}.keras"))
         assert metanet.has_relu_before_output(transform) == relu
         assert metanet.is_demodulated(transform) == demodulated
+    _, transform = metanet.metanet_halves(stylize.load_model(work / "models" / "palette" / "palette.keras"))
+    assert [layer.name for layer in transform.layers[-3:-1]] == [metanet.COLOUR_NAME, metanet.PALETTE_NAME]
+    assert "new in this config" not in outputs["palette"].stdout
+    kept = stylised(work, monkeypatch, capsys, "check/m.jpg", "palette", "--model_file",
+                    "models/palette/palette.keras", "--style_image", "s1.jpg")
+    assert np.isfinite(kept).all() and kept.std() > 1.0
     wider = run("train.py", "-c", "m.yml", "--set", "naming=wider", "residual_width=6", f"init_from={MODEL}",
                 cwd=work)
     assert_one_line_error(wider, "its MetaNet has another shape than this config's")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_style import tiles
+from keras_style.layers import PALETTE_SIZE, KeepPalette, palette_of
 from keras_style.metanet import build_meta_transform
 from keras_style.transform import build_transform_net
 
@@ -84,20 +85,45 @@ def test_each_tiles_own_statistics_would_show_seams(network):
     assert np.abs(np.clip(own, 0, 255) - want).mean() > 5 * np.abs(handed - want).mean()
 
 
-@pytest.mark.parametrize("demodulate, color_match", [(False, None), (True, None), (False, 0.5)])
-def test_the_metanet_transform_takes_statistics_too(demodulate, color_match):
+@pytest.mark.parametrize("demodulate, color_match, keep_palette",
+                         [(False, None, False), (True, None, False), (False, 0.5, False), (False, 0.5, True)])
+def test_the_metanet_transform_takes_statistics_too(demodulate, color_match, keep_palette):
     keras.utils.set_random_seed(2)
-    transform = build_meta_transform(2, 4, 1, demodulate=demodulate, color_match=color_match)
+    transform = build_meta_transform(2, 4, 1, demodulate=demodulate, color_match=color_match,
+                                     keep_palette=keep_palette)
     colour = 0 if color_match is None else 1
     assert len(tiles.norm_layers(transform)) == (3 if demodulate else 3 + 4) + colour  # stem, down1, up2 (+ dynamic)
     assert all(part is not None for part in tiles.split_at(transform, tiles.RESUME_AT))
     params = np.random.default_rng(0).normal(0, 0.3, (1, transform.inputs[1].shape[-1]))
     if color_match is not None:  # a painting's colours: means, then standard deviations
-        params[0, -6:] = [90, 150, 200, 30, 50, 20]
+        params[0, -6 - PALETTE_SIZE * keep_palette:][:6] = [90, 150, 200, 30, 50, 20]
+    if keep_palette:  # a one-colour painting, so the bounds are the photo's (its whole, or a tile's)
+        params[0, -PALETTE_SIZE:] = np.asarray(palette_of(np.full((1, 4, 4, 3), (70.0, 140.0, 60.0))))[0]
     params = tf.constant(params, tf.float32)
     photo = smooth_photo(92, 72, seed=5)
+    if keep_palette:  # a photo of fewer colours than the result's: the bounds hold it in
+        photo = (photo * 0.4 + 80).astype(np.uint8)  # (tiles at this size see most of the photo: below)
     with_style = lambda model, batch: model([batch, params], training=False)  # noqa: E731
     want = np.clip(np.asarray(with_style(transform, tf.constant(photo[None], tf.float32)))[0], 0, 255)
     got = tiles.stylize_tiles(transform, with_style, photo, tile_size=32)
     assert np.abs(got - want).mean() < 0.6
     assert all(layer.statistics is None for layer in tiles.norm_layers(transform))  # handed back
+    assert all(layer.photo_palette is None for layer in transform.layers if isinstance(layer, KeepPalette))
+
+
+def test_tiles_keep_to_the_whole_photos_palette():
+    """Each tile is bounded by the whole photo's palette, not its own part's: a left half of warm
+    colours and a right half of cool ones, and a result far outside both."""
+    photo = keras.Input((None, None, 3))
+    params = keras.Input((PALETTE_SIZE,))
+    wild = keras.layers.Rescaling(3.0, offset=-200.0)(photo)
+    network = keras.Model([photo, params], KeepPalette()([wild, photo, params]))
+    painting = tf.constant(palette_of(np.full((1, 2, 2, 3), (90.0, 90.0, 90.0))))
+    image = smooth_photo(64, 64, seed=3)
+    image[:, :32] = image[:, :32] // 2 + (120, 60, 0)
+    image[:, 32:] = image[:, 32:] // 2 + (0, 40, 120)
+    apply = lambda model, batch: model([batch, painting])  # noqa: E731
+    want = np.clip(np.round(np.asarray(apply(network, tf.constant(image[None], tf.float32)))[0]), 0, 255)
+    np.testing.assert_array_equal(tiles.stylize_tiles(network, apply, image, tile_size=32, margin=0), want)
+    own = np.asarray(apply(network, tf.constant(image[None, :, :32], tf.float32)))[0]
+    assert np.abs(np.clip(own, 0, 255) - want[:, :32]).mean() > 5  # its own palette alone: another result

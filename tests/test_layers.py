@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_style.layers import (PALETTE_DIRECTIONS, PALETTE_SIZE, ColourMatch, CropLike,
-                                InstanceNormalization, KeepPalette, Palette, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
+                                InstanceNormalization, KeepPalette, spatial_moments, Palette, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
                                 Standardize, StyleInstanceNormalization, VGGPreprocess)
 
 
@@ -89,6 +89,17 @@ def test_colour_match_takes_the_paintings_means_and_moves_the_spreads_that_far(s
     assert layer.param_parts == (("mean", (3,)), ("std", (3,))) and not layer.weights
     with pytest.raises(ValueError, match=r"needs parameter columns \[4, 10\) but the vector has 9"):
         ColourMatch(strength, offset=4)([x, painting[:, :9]])
+
+
+def test_spatial_moments_stay_exact_over_a_whole_photo():
+    """The mean and variance of a 2048x1536 picture in float32, as float64 computes them: one long
+    float32 sum drifts (0.8 of 255 off on a real result), which a colour match would add to every pixel."""
+    ramp = np.linspace(50, 250, 1536)[None, :, None, None]  # like a sky, light to dark (ops.moments: 0.02 off)
+    x = (ramp + np.random.default_rng(3).uniform(0, 20, (1, 1536, 2048, 3))).astype(np.float32)
+    mean, variance = (ops.convert_to_numpy(m)[0, 0, 0] for m in spatial_moments(ops.convert_to_tensor(x)))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 1, 2)), atol=1e-3)
+    np.testing.assert_allclose(variance, x64.var(axis=(0, 1, 2)), rtol=1e-5)
 
 
 def np_palette(image):

@@ -24,8 +24,8 @@ from keras import layers, ops
 
 from keras_style import precision
 from keras_style.layers import (PALETTE_SIZE, ColourMatch, CropLike, DynamicConv2D, InstanceNormalization,
-                                KeepPalette, MeanStd, PadToMultiple, Palette, ReflectionPad2D, Standardize, StyleConv2D,
-                                StyleInstanceNormalization)
+                                KeepPalette, MeanStd, PadToMultiple, Palette, ReflectionPad2D, Standardize,
+                                StyleConv2D, StyleInstanceNormalization)
 from keras_style.losses import mean_std
 from keras_style.transform import conv_block
 
@@ -304,7 +304,8 @@ def build_metanet(layout, style_features, shared_units=(128, 16, 128), group_uni
     three kinds, and a linear Dense per kernel and per bias reads both (a style norm's scale and
     shift read the shared units only); outputs are scaled (`_output_scale`) and concatenated in
     layout order. A `ColourMatch` layer's columns are the style image's per-channel pixel mean
-    and standard deviation, measured; a `KeepPalette` layer's, its `layers.palette_of`. Defaults follow the Keras port.
+    and standard deviation, measured; a `KeepPalette` layer's, its `layers.palette_of`. Defaults
+    follow the Keras port.
 
     `kernel_rank` > 0 makes each kernel's linear map low-rank: a linear Dense to that many units,
     then the output Dense. The kernels' Denses are nearly all of a MetaNet's weights (hidden units x
@@ -507,8 +508,8 @@ def plain_transform_weights(transform, params):
     one by a norm of 1e-5; scaling the convolution's kernel and bias by the square root of their
     ratio makes the plain norm compute exactly what the dynamic one did, and leaves the copied
     kernels at a size plain training can move. A `ColourMatch` (`color_match`) or `KeepPalette`
-    has no counterpart in a plain network, which starts from what the transform computes before it: the painting's
-    colours are for its training to find.
+    has no counterpart in a plain network, which starts from what the transform computes before
+    them: the painting's colours are for its training to find.
     """
     reason = why_not_plain(transform)
     if reason:

@@ -260,8 +260,9 @@ def stylize_tiles(network, apply, photo, tile_size=TILE_SIZE, margin=MARGIN):
     of it (see `NormStatistics`).
     """
     palettes = _layers_where(network, lambda layer: isinstance(layer, KeepPalette))
+    whole = tf.constant(whole_palette(photo)) if palettes else None
     for layer in palettes:
-        layer.photo_palette = tf.constant(whole_palette(photo))
+        layer.photo_palette = whole
     try:
         return _stylize_tiles(network, apply, photo, tile_size, margin)
     finally:

@@ -221,6 +221,12 @@ def palette_of(images):
                             ops.max(projected, axis=(1, 2))], axis=-1)
 
 
+def split_palette(palette):
+    """(mean, lower, upper): the parts of `palette_of`'s last axis, for tensors and arrays alike."""
+    count = PALETTE_DIRECTIONS.shape[1]
+    return palette[..., :3], palette[..., 3:3 + count], palette[..., 3 + count:]
+
+
 @register
 class Palette(keras.layers.Layer):
     """(B, H, W, 3) in [0, 255] -> (B, PALETTE_SIZE): `palette_of` its pixels (the MetaNet's
@@ -268,13 +274,13 @@ class KeepPalette(keras.layers.Layer):
         x, photo, params = inputs
         painting = ops.cast(params[:, self.offset:self.offset + self.param_size], "float32")
         own = palette_of(photo) if self.photo_palette is None else ops.cast(self.photo_palette, "float32")
-        count = PALETTE_DIRECTIONS.shape[1]
+        (own_mean, own_lower, own_upper), (mean, lower, upper) = split_palette(own), split_palette(painting)
         directions = ops.convert_to_tensor(PALETTE_DIRECTIONS)
-        centre = (own[:, :3] + painting[:, :3]) / 2
+        centre = (own_mean + mean) / 2
         at_centre = ops.matmul(centre, directions)
         # Room from the centre to each plane: upper >= 0 >= lower, the centre being inside.
-        upper = ops.maximum(own[:, 3 + count:], painting[:, 3 + count:]) - at_centre
-        lower = ops.minimum(own[:, 3:3 + count], painting[:, 3:3 + count]) - at_centre
+        upper = ops.maximum(own_upper, upper) - at_centre
+        lower = ops.minimum(own_lower, lower) - at_centre
         # A pixel's offset from the centre, projected on a direction and divided by the room that
         # way, is how many times over it crosses that plane (> 1: outside): one product for all
         # 26 planes, cheaper than testing each (the floor of 1e-3 levels keeps all finite).

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import PALETTE_DIRECTIONS, InstanceNormalization, KeepPalette, palette_of
+from keras_style.layers import InstanceNormalization, KeepPalette, palette_of, split_palette
 from keras_style.progress import Progress
 
 # How far an output pixel sees into the photo: the 9x9 stem (4), two stride-2 3x3 convolutions
@@ -65,13 +65,11 @@ def _layers_where(model, wanted):
 
 def whole_palette(photo, rows=256):
     """`layers.palette_of` the whole photo (H, W, 3), measured in strips of `rows` rows."""
-    count = PALETTE_DIRECTIONS.shape[1]
-    parts = [np.asarray(palette_of(np.asarray(photo[top:top + rows], np.float32)[None]))[0]
-             for top in range(0, photo.shape[0], rows)]
+    strips = np.stack([np.asarray(palette_of(np.asarray(photo[top:top + rows], np.float32)[None]))[0]
+                       for top in range(0, photo.shape[0], rows)])
     heights = [min(rows, photo.shape[0] - top) for top in range(0, photo.shape[0], rows)]
-    mean = np.average([p[:3] for p in parts], axis=0, weights=heights)
-    lower = np.min([p[3:3 + count] for p in parts], axis=0)
-    upper = np.max([p[3 + count:] for p in parts], axis=0)
+    means, lowers, uppers = split_palette(strips)
+    mean, lower, upper = np.average(means, axis=0, weights=heights), lowers.min(axis=0), uppers.max(axis=0)
     return np.concatenate([mean, lower, upper])[None].astype(np.float32)
 
 

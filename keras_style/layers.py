@@ -288,7 +288,8 @@ class KeepPalette(keras.layers.Layer):
                                   directions[None] / ops.minimum(lower, -1e-3)[:, None, :]], axis=-1)
         offsets = ops.cast(x, "float32") - centre[:, None, None, :]
         crossing = ops.max(ops.einsum("bhwc,bcd->bhwd", offsets, scaled), axis=-1, keepdims=True)
-        return ops.cast(centre[:, None, None, :] + offsets / ops.maximum(crossing, 1.0), self.compute_dtype)
+        shrink = 1.0 / ops.maximum(crossing, 1.0)  # one division per pixel, not per channel
+        return ops.cast(centre[:, None, None, :] + offsets * shrink, self.compute_dtype)
 
     def compute_output_shape(self, shapes):
         return shapes[0]

@@ -530,7 +530,8 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
     a third of the whole network. Folding each block's pixels into the channels (space to depth)
     makes them convolutions of a few taps between block² times as many channels, with more
     multiply-adds in a shape the CPU runs several times faster; each block's outputs are unfolded
-    after (depth to space). `block=None` picks the block from the channel counts (`block_for`).
+    after (depth to space). `block=None` picks the block from the channel counts and the arithmetic
+    (`block_for`).
     """
 
     def __init__(self, *args, block=None, **kwargs):
@@ -549,10 +550,15 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
                 and conv.groups == 1 and conv.data_format == "channels_last")
 
     @staticmethod
-    def block_for(in_channels, filters):
-        """The block that ran fastest for these channel counts (9x9 kernels at 512x512, float32, 2-core
-        AMD EPYC Zen 3 with AVX2: 3->8 44 -> 24 ms at 4; 8->3 66 -> 26 at 4; 3->16 54 -> 34 at 2;
-        16->3 128 -> 49 at 2; 32->3 213 -> 118 at 2; 3->32 66, slower in blocks: 1)."""
+    def block_for(in_channels, filters, dtype="float32"):
+        """The block that ran fastest for these channel counts and arithmetic (9x9 kernels at
+        512x512, 2 cores). float32 on an AMD EPYC Zen 3 with AVX2: 3->8 44 -> 24 ms at 4; 8->3 66 ->
+        26 at 4; 3->16 54 -> 34 at 2; 16->3 128 -> 49 at 2; 32->3 213 -> 118 at 2; 3->32 66, slower
+        in blocks: 1. bfloat16 on an AMD EPYC Zen 4 with AVX-512 BF16: 3->8 7.7 -> 5.4 ms at 2 (6.9
+        at 4); 8->3 13.6 -> 6.0 at 2 (6.4 at 4); 16->3 25.6 -> 10.7 at 2; 32->3 50 -> 20 at 2; 3->16
+        and 3->32 slower in blocks (7.9 and 14.2 ms plain, 9.1 and 16.9 at 2): 1."""
+        if dtype == "bfloat16":
+            return 2 if filters <= 8 else 1
         if in_channels * filters <= 24:
             return 4
         return 2 if filters <= 16 else 1
@@ -560,7 +566,7 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         in_channels = int(input_shape[-1])
-        self.block_size = self.block or self.block_for(in_channels, self.filters)
+        self.block_size = self.block or self.block_for(in_channels, self.filters, self.compute_dtype)
         if self.block_size > 1:
             self._index = _blocked_kernel_index(self.kernel_size, in_channels, self.filters, self.block_size)
 
@@ -575,7 +581,9 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
         # Zeros below and right so the blocks tile the input; they reach only outputs cropped below.
         x = ops.pad(inputs, [[0, 0], [0, r * in_rows - height], [0, r * in_cols - width], [0, 0]])
         x = ops.reshape(x, (batch, in_rows, r, in_cols, r, inputs.shape[-1]))
-        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, in_rows, in_cols, -1))
+        # The channel count spelled out: left unknown in a traced graph, Keras's TensorFlow conv
+        # would compile itself with XLA, 1.6x slower here.
+        x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, in_rows, in_cols, r * r * inputs.shape[-1]))
         flat = ops.concatenate([ops.reshape(kernel, (-1,)), ops.zeros((1,), kernel.dtype)])
         y = ops.conv(x, ops.take(flat, self._index), padding="valid")
         y = ops.reshape(y, (batch, rows, cols, r, r, self.filters))

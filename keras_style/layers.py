@@ -614,3 +614,109 @@ def _blocked_kernel_index(kernel_size, in_channels, filters, r):
                     i, j = oi + di, oj + dj
                     index[i // r, j // r, i % r, j % r, :, oi, oj, :] = flat[di, dj]
     return index.reshape(taps, taps, r * r * in_channels, r * r * filters)
+
+
+def _phase_taps():
+    """(3, 3, 2, 2, 3, 3) of 0 and 1: for each output phase (rows, columns: axes 2, 3) of a 3x3
+    convolution of an image upsampled 2x (nearest), which pixel of the 3x3 neighbourhood in the
+    image before upsampling (axes 0, 1) each kernel tap (axes 4, 5) reads."""
+    along = np.zeros((3, 2, 3), np.float32)  # (low-resolution offset, phase, tap) in one direction
+    for phase in range(2):
+        for tap in range(3):
+            along[(phase + tap - 1) // 2 + 1, phase, tap] = 1
+    return np.einsum("iat,jbu->ijabtu", along, along)
+
+
+PHASE_TAPS = _phase_taps()
+
+
+def upsampled_conv(x, kernel):
+    """The 'valid' 3x3 convolution of `x` upsampled 2x (nearest), computed from `x` itself.
+
+    `x` is padded by 1 with `SymmetricPad2D`: upsampled, that is the upsampled image reflection-padded
+    by 1, what the convolution reads in the network. Each of the four output phases (even or odd row
+    and column) reads a 3x3 neighbourhood of `x` through the kernel's taps summed where they land on
+    the same pixel, so one convolution at the low resolution with 4x the filters gives them all, and
+    interleaving the phases (depth to space) the result: a quarter of the positions and no
+    upsampled image in memory.
+    """
+    filters = kernel.shape[-1]
+    phases = ops.einsum("ijabtu,tucf->ijcabf", ops.convert_to_tensor(PHASE_TAPS), ops.cast(kernel, "float32"))
+    phases = ops.cast(ops.reshape(phases, (3, 3, kernel.shape[2], 4 * filters)), kernel.dtype)
+    y = ops.conv(x, phases, padding="valid")
+    batch, height, width = ops.shape(y)[0], ops.shape(y)[1], ops.shape(y)[2]
+    y = ops.reshape(y, (batch, height, width, 2, 2, filters))
+    return ops.reshape(ops.transpose(y, (0, 1, 3, 2, 4, 5)), (batch, 2 * height, 2 * width, filters))
+
+
+@register
+class UpSamplingLater(keras.layers.UpSampling2D):
+    """Stands in for a 2x nearest `UpSampling2D` whose output a `ReflectionPad2D` by 1 and a 3x3
+    convolution read (see `upsampled_conv`): passes its input on unchanged, the convolution
+    upsamples. Swapped in for inference by `stylize.in_precision`."""
+
+    def call(self, x):
+        return x
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@register
+class SymmetricPad2D(ReflectionPad2D):
+    """Pads by mirroring with the edge repeated (numpy's 'symmetric'). Padded by 1 this way and
+    upsampled 2x, an image is the upsampled image reflection-padded by 1: in place of such a
+    `ReflectionPad2D` after `UpSamplingLater`."""
+
+    def call(self, x):
+        p = self.padding
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="symmetric")
+
+
+class _UpsampledInput:
+    """A 3x3 stride-1 convolution that reads its input upsampled 2x: `upsampled_conv`."""
+
+    def convolution_op(self, inputs, kernel):  # keras.layers.Conv2D's
+        return upsampled_conv(inputs, kernel)
+
+    def _convolve(self, x, kernel, bias):  # DynamicConv2D's
+        return upsampled_conv(x, kernel) + bias
+
+    def compute_output_shape(self, shapes):
+        batch, height, width, channels = super().compute_output_shape(shapes)
+        twice = lambda n: None if n is None else 2 * n  # noqa: E731
+        return (batch, twice(height), twice(width), channels)
+
+
+@register
+class UpsampledConv2D(_UpsampledInput, keras.layers.Conv2D):
+    """`Conv2D` after `UpSamplingLater` and `SymmetricPad2D` (see `upsampled_conv`)."""
+
+
+@register
+class UpsampledDynamicConv2D(_UpsampledInput, DynamicConv2D):
+    """`DynamicConv2D` after `UpSamplingLater` and `SymmetricPad2D` (see `upsampled_conv`)."""
+
+
+@register
+class UpsampledStyleConv2D(_UpsampledInput, StyleConv2D):
+    """`StyleConv2D` after `UpSamplingLater` and `SymmetricPad2D` (see `upsampled_conv`)."""
+
+
+UPSAMPLED = {keras.layers.Conv2D: UpsampledConv2D, DynamicConv2D: UpsampledDynamicConv2D,
+             StyleConv2D: UpsampledStyleConv2D}
+
+
+def upsampling_later(up, pad, conv):
+    """[(layer, class)] swapping a 2x nearest `up`sampling, a reflection `pad` by 1 and a 3x3 stride-1
+    `conv` of a class in `UPSAMPLED`, one feeding the next, for the classes computing the same at the
+    low resolution; [] if they are not that."""
+    pair = lambda value: tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # noqa: E731
+    upsamples_2x = (type(up) is keras.layers.UpSampling2D and pair(up.size) == (2, 2)
+                    and up.interpolation == "nearest" and up.data_format == "channels_last")
+    pads_by_1 = type(pad) is ReflectionPad2D and pad.padding == 1
+    plain_3x3 = (type(conv) in UPSAMPLED and pair(conv.kernel_size) == (3, 3) and pair(conv.strides) == (1, 1)
+                 and (type(conv) is not keras.layers.Conv2D or SpaceToDepthConv2D.computes(conv)))
+    if upsamples_2x and pads_by_1 and plain_3x3:
+        return [(up, UpSamplingLater), (pad, SymmetricPad2D), (conv, UPSAMPLED[type(conv)])]
+    return []

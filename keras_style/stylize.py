@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_style import data, images, precision, tiles
 from keras_style.errors import UserError
-from keras_style.layers import SpaceToDepthConv2D  # (importing layers registers them for loading)
+from keras_style.layers import SpaceToDepthConv2D, upsampling_later  # (importing layers registers them)
 from keras_style.metanet import ENCODE_SIDE, metanet_halves
 
 MIN_SIDE = 16  # the network's reflection padding needs a few pixels after two downsamplings
@@ -35,24 +35,68 @@ def load_model(path):
 
 
 def in_precision(model, chosen):
-    """`model` as it should run for `chosen` (a `precision.Precision`): as saved (bfloat16 arithmetic
-    where the file allows it) for bfloat16; for float32, a copy computing everything in float32 (a
-    file saved with bfloat16 layers then runs at float32 speed on CPUs that only emulate bfloat16),
-    on a CPU with its 9x9 convolutions computed in pixel blocks (`SpaceToDepthConv2D`)."""
-    if chosen.is_bfloat16:
-        return model
+    """`model` as it should run for `chosen` (a `precision.Precision`). For bfloat16, the saved
+    arithmetic (bfloat16 where the file allows it); for float32, everything in float32 (a file saved
+    with bfloat16 layers then runs at float32 speed on CPUs that only emulate bfloat16). On a CPU,
+    either way, a copy with the same weights computing some layers another way (`cpu_classes`)."""
     on_cpu = not tf.config.list_physical_devices("GPU")
+    if chosen.is_bfloat16:
+        return precision.recast(model, _saved_policy, cpu_classes(model)) if on_cpu else model
     if precision.runs_in_float32(model) and not on_cpu:
         return model
-    return precision.recast(model, lambda layer: "float32", _in_blocks if on_cpu else type)
+    return precision.recast(model, lambda layer: "float32", cpu_classes(model) if on_cpu else type)
 
 
-def _in_blocks(layer):
-    """`SpaceToDepthConv2D` for a plain 9x9 stride-1 convolution, else the layer's own class. (Measured
-    in float32 on CPUs only: bfloat16 models run as saved.)"""
-    plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9)
-                 and SpaceToDepthConv2D.computes(layer))
-    return SpaceToDepthConv2D if plain_9x9 else type(layer)
+def _saved_policy(layer):
+    return layer.dtype_policy.name
+
+
+def cpu_classes(model):
+    """A `class_of` for `precision.recast`: the classes computing `model`'s layers faster on a CPU,
+    with the same weights and, up to rounding, the same result. Plain 9x9 stride-1 convolutions in
+    pixel blocks (`SpaceToDepthConv2D`); each 2x upsampling with the reflection pad and 3x3
+    convolution after it at the low resolution (`layers.upsampling_later`). Measured on CPUs only."""
+    swaps = {id(layer): swap for up, pad, conv in _upsampling_chains(model)
+             for layer, swap in upsampling_later(up, pad, conv)}
+
+    def class_of(layer):
+        if id(layer) in swaps:
+            return swaps[id(layer)]
+        plain_9x9 = (type(layer) is keras.layers.Conv2D and layer.kernel_size == (9, 9)
+                     and SpaceToDepthConv2D.computes(layer))
+        return SpaceToDepthConv2D if plain_9x9 else type(layer)
+    return class_of
+
+
+def _upsampling_chains(model):
+    """(upsampling, pad, convolution) triples of `model` and the models nested in it, each layer the
+    only reader of the one before (the convolution as its first input), and none a model's output."""
+    readers = {}
+
+    def read(tensors, reader, first=True):
+        for position, tensor in enumerate(keras.tree.flatten(tensors)):
+            readers.setdefault(id(tensor), []).append(reader if first and position == 0 else None)
+
+    def visit(network):
+        read(network.outputs, None)
+        for layer in network.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            read(layer.input, layer)
+            if isinstance(layer, keras.Model):
+                yield from visit(layer)
+            elif isinstance(layer, keras.layers.UpSampling2D):
+                yield layer
+
+    def only_reader(layer):
+        found = readers.get(id(layer.output), [])
+        return found[0] if len(found) == 1 else None
+
+    for up in list(visit(model)):
+        pad = only_reader(up)
+        conv = pad and only_reader(pad)
+        if conv:
+            yield up, pad, conv
 
 
 def is_metanet(model):

@@ -5,9 +5,11 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_style.layers import (PALETTE_DIRECTIONS, PALETTE_SIZE, ColourMatch, CropLike,
+from keras_style.layers import (PALETTE_DIRECTIONS, PALETTE_SIZE, ColourMatch, CropLike, DynamicConv2D,
                                 InstanceNormalization, KeepPalette, spatial_moments, Palette, PadToMultiple, ReflectionPad2D, SpaceToDepthConv2D,
-                                Standardize, StyleInstanceNormalization, VGGPreprocess)
+                                Standardize, StyleInstanceNormalization, SymmetricPad2D, UpsampledConv2D,
+                                UpsampledDynamicConv2D, UpSamplingLater, VGGPreprocess, upsampled_conv,
+                                upsampling_later)
 
 
 def images(shape, seed=0, scale=10.0):
@@ -369,6 +371,49 @@ def test_layer_survives_keras_save_and_load(tmp_path, name):
     np.testing.assert_array_equal(ops.convert_to_numpy(loaded(x)), before)
 
 
+@pytest.mark.parametrize("height, width, channels, filters", [(1, 1, 2, 3), (2, 5, 3, 4), (7, 4, 8, 16)])
+def test_upsampled_conv_is_the_convolution_of_the_upsampled_reflection_padded_image(height, width, channels,
+                                                                                    filters):
+    x = images((2, height, width, channels), seed=height)
+    kernel = np.random.default_rng(width).normal(size=(3, 3, channels, filters)).astype(np.float32)
+    upsampled = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    padded = np.pad(upsampled, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    expected = np_valid_conv(padded, kernel, np.zeros(filters))
+    got = ops.convert_to_numpy(upsampled_conv(run(SymmetricPad2D(1), x), kernel))
+    assert got.shape == expected.shape == (2, 2 * height, 2 * width, filters)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def _chain(x, params, classes, conv_options):
+    """Upsampling, pad and 3x3 convolution of the given classes on a symbolic `x` (and `params`)."""
+    up, pad, conv = classes
+    y = pad(1, name="pad")(up(2, name="up")(x))
+    layer = conv(**conv_options, name="conv")
+    return layer(y) if params is None else layer([y, params])
+
+
+@pytest.mark.parametrize("original, swapped, options", [
+    (keras.layers.Conv2D, UpsampledConv2D, dict(filters=5, kernel_size=3)),
+    (DynamicConv2D, UpsampledDynamicConv2D, dict(filters=5, kernel_size=3, offset=2)),
+])
+def test_the_upsampling_chain_computed_at_low_resolution_gives_the_same_result(original, swapped, options):
+    x = keras.Input((None, None, 4))
+    dynamic = original is DynamicConv2D
+    params = keras.Input((2 + 3 * 3 * 4 * 5 + 5,)) if dynamic else None
+    inputs = [x, params] if dynamic else x
+    plain = keras.Model(inputs, _chain(x, params, (keras.layers.UpSampling2D, ReflectionPad2D, original), options))
+    assert [swap for _, swap in upsampling_later(*map(plain.get_layer, ("up", "pad", "conv")))] == [UpSamplingLater, SymmetricPad2D, swapped]
+    fast = keras.Model(inputs, _chain(x, params, (UpSamplingLater, SymmetricPad2D, swapped), options))
+    fast.set_weights(plain.get_weights())
+    batch = [images((1, 6, 9, 4), seed=5)]
+    if dynamic:
+        batch.append(np.random.default_rng(6).normal(0, 0.3, (1, params.shape[-1])).astype(np.float32))
+    want = ops.convert_to_numpy(plain(batch if dynamic else batch[0]))
+    got = ops.convert_to_numpy(fast(batch if dynamic else batch[0]))
+    assert fast.outputs[0].shape[1:] == plain.outputs[0].shape[1:]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("channels, filters, picked", [(8, 3, 2), (3, 8, 2), (3, 16, 1)])
 def test_space_to_depth_conv_in_bfloat16_picks_its_own_block(channels, filters, picked):
     x = images((1, 20, 23, channels), seed=channels, scale=1.0)
@@ -388,12 +433,28 @@ def _xla_nodes(function, *specs):
     return [node.name for node in nodes if "_XlaMustCompile" in node.attr]
 
 
-def test_the_blocked_convolution_traced_for_any_image_size_needs_no_xla():
+def test_the_cpu_convolutions_traced_for_any_image_size_need_no_xla():
     # Keras's TensorFlow conv compiles itself with XLA when it cannot see the input's channel count:
     # the blocked 9x9 convolutions then ran 1.8x slower (AMD EPYC Zen 4, bfloat16).
     blocked = SpaceToDepthConv2D(3, 9, block=4)
     blocked.build((None, None, None, 8))
-    assert _xla_nodes(blocked, tf.TensorSpec((1, None, None, 8))) == []
+    upsampled = UpsampledConv2D(4, 3)
+    upsampled.build((None, None, None, 8))
+    any_size = tf.TensorSpec((1, None, None, 8))
+    assert _xla_nodes(blocked, any_size) == []
+    assert _xla_nodes(lambda x: upsampled(SymmetricPad2D(1)(x)), any_size) == []
+
+
+@pytest.mark.parametrize("up, pad, conv", [
+    (dict(interpolation="bilinear"), 1, dict(kernel_size=3)),
+    (dict(size=3), 1, dict(kernel_size=3)),
+    ({}, 2, dict(kernel_size=5)),
+    ({}, 1, dict(kernel_size=3, strides=2)),
+    ({}, 1, dict(kernel_size=3, dilation_rate=2)),
+])
+def test_other_upsampling_chains_are_left_as_they_are(up, pad, conv):
+    chain = (keras.layers.UpSampling2D(**{"size": 2, **up}), ReflectionPad2D(pad), keras.layers.Conv2D(4, **conv))
+    assert upsampling_later(*chain) == []
 
 
 @pytest.mark.parametrize("layer", [ReflectionPad2D(3), InstanceNormalization(epsilon=0.01),
@@ -401,7 +462,8 @@ def test_the_blocked_convolution_traced_for_any_image_size_needs_no_xla():
                                    StyleInstanceNormalization(offset=3, normalise=False),
                                    ColourMatch(0.25, offset=11), KeepPalette(offset=12),
                                    PadToMultiple(8), CropLike(), VGGPreprocess(), Standardize(),
-                                   SpaceToDepthConv2D(8, 9, block=4)])
+                                   SpaceToDepthConv2D(8, 9, block=4), UpSamplingLater(2), SymmetricPad2D(1),
+                                   UpsampledConv2D(4, 3), UpsampledDynamicConv2D(4, 3, offset=5)])
 def test_get_config_round_trips(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()

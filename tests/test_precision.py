@@ -9,7 +9,7 @@ import pytest
 from keras_style import precision, stylize
 from keras_style.config import ConfigError, validate
 from keras_style.errors import UserError
-from keras_style.layers import SpaceToDepthConv2D
+from keras_style.layers import ReflectionPad2D, SpaceToDepthConv2D
 from keras_style.metanet import build_meta_transform
 
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n"
@@ -118,10 +118,34 @@ def test_a_bfloat16_model_runs_in_float32_when_chosen(bfloat16_transform):
     got = keras.ops.convert_to_numpy(float32([photo, params]))
     # The same network: only bfloat16's rounding (8 significant bits) separates the two.
     assert np.abs(got - want).mean() < 0.02 * np.ptp(want)
-    assert stylize.in_precision(model, precision.Precision("bfloat16", "test")) is model
 
 
-def test_on_a_cpu_the_float32_copy_computes_9x9_convolutions_in_blocks():
+def test_on_a_cpu_the_bfloat16_choice_keeps_the_saved_arithmetic_with_9x9_convolutions_in_blocks():
+    from keras_style.transform import build_transform_net
+    with precision.policy_scope("mixed_bfloat16"):
+        keras.utils.set_random_seed(4)
+        network = build_transform_net(4, 1)
+    fast = stylize.in_precision(network, precision.Precision("bfloat16", "test"))
+    policies = lambda model: [layer.dtype_policy.name for layer in _layers(model)  # noqa: E731
+                              if not isinstance(layer, keras.layers.InputLayer)]
+    assert policies(fast) == policies(network)
+    blocked = {layer.name for layer in _layers(fast) if isinstance(layer, SpaceToDepthConv2D)}
+    assert blocked == {"stem_conv", "out_conv"}
+    for a, b in zip(network.weights, fast.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    photo = np.random.default_rng(2).uniform(0, 255, (1, 37, 29, 3)).astype(np.float32)
+    want = keras.ops.convert_to_numpy(network(photo))
+    got = keras.ops.convert_to_numpy(fast(photo))
+    assert got.dtype == want.dtype
+    # Only the order of bfloat16 roundings differs.
+    assert np.abs(got - want).mean() < 0.01 * np.ptp(want)
+
+
+def _classes(model):
+    return {layer.name: type(layer).__name__ for layer in _layers(model)}
+
+
+def test_on_a_cpu_the_float32_copy_computes_9x9_convolutions_in_blocks_and_upsamplings_at_low_resolution():
     from keras_style.transform import build_transform_net
     with precision.policy_scope("float32"):
         keras.utils.set_random_seed(5)
@@ -129,9 +153,38 @@ def test_on_a_cpu_the_float32_copy_computes_9x9_convolutions_in_blocks():
     fast = stylize.in_precision(network, precision.Precision("float32", "test"))
     blocked = {layer.name for layer in _layers(fast) if isinstance(layer, SpaceToDepthConv2D)}
     assert blocked == {"stem_conv", "out_conv"}
+    for block in ("up1", "up2"):
+        assert [_classes(fast)[f"{block}_{part}"] for part in ("up", "pad", "conv")] == [
+            "UpSamplingLater", "SymmetricPad2D", "UpsampledConv2D"]
     photo = np.random.default_rng(2).uniform(0, 255, (1, 37, 29, 3)).astype(np.float32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(photo)),
                                keras.ops.convert_to_numpy(network(photo)), atol=1e-3)
+
+
+def test_a_meta_transforms_dynamic_upsampling_convolutions_run_at_low_resolution_too():
+    with precision.policy_scope("float32"):
+        keras.utils.set_random_seed(6)
+        transform = build_meta_transform(4, 8, 1)
+    fast = stylize.in_precision(transform, precision.Precision("float32", "test"))
+    assert _classes(fast)["up1_conv"] == "UpsampledDynamicConv2D"
+    rng = np.random.default_rng(1)
+    photo = rng.uniform(0, 255, (1, 23, 30, 3)).astype(np.float32)
+    params = rng.normal(0, 0.2, (1, transform.inputs[1].shape[-1])).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast([photo, params])),
+                               keras.ops.convert_to_numpy(transform([photo, params])), atol=1e-3)
+
+
+@pytest.mark.parametrize("also_an_output", [False, True])
+def test_an_upsampling_read_by_another_layer_too_is_left_as_it_is(also_an_output):
+    photo = keras.Input((None, None, 3))
+    up = keras.layers.UpSampling2D(2)(photo)
+    conv = keras.layers.Conv2D(3, 3)(ReflectionPad2D(1)(up))
+    network = keras.Model(photo, [conv, up] if also_an_output else keras.layers.Add()([conv, up]))
+    fast = stylize.in_precision(network, precision.Precision("float32", "test"))
+    assert "UpSamplingLater" not in _classes(fast).values()
+    x = np.random.default_rng(3).uniform(0, 255, (1, 5, 6, 3)).astype(np.float32)
+    for got, want in zip(keras.tree.flatten(fast(x)), keras.tree.flatten(network(x))):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want), atol=1e-3)
 
 
 def test_recast_reaches_nested_models_and_casts_stored_weights(bfloat16_transform):

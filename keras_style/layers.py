@@ -582,7 +582,7 @@ class SpaceToDepthConv2D(keras.layers.Conv2D):
         x = ops.pad(inputs, [[0, 0], [0, r * in_rows - height], [0, r * in_cols - width], [0, 0]])
         x = ops.reshape(x, (batch, in_rows, r, in_cols, r, inputs.shape[-1]))
         # The channel count spelled out: left unknown in a traced graph, Keras's TensorFlow conv
-        # would compile itself with XLA, 1.6x slower here.
+        # would compile itself with XLA (on a Zen 4 2-2.7x slower in bfloat16, 1.1x in float32).
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (batch, in_rows, in_cols, r * r * inputs.shape[-1]))
         flat = ops.concatenate([ops.reshape(kernel, (-1,)), ops.zeros((1,), kernel.dtype)])
         y = ops.conv(x, ops.take(flat, self._index), padding="valid")

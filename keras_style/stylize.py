@@ -73,9 +73,9 @@ def _upsampling_chains(model):
     only reader of the one before (the convolution as its first input), and none a model's output."""
     readers = {}
 
-    def read(tensors, reader, first=True):
+    def read(tensors, reader):  # (None: read other than as a convolution's image)
         for position, tensor in enumerate(keras.tree.flatten(tensors)):
-            readers.setdefault(id(tensor), []).append(reader if first and position == 0 else None)
+            readers.setdefault(id(tensor), []).append(reader if position == 0 else None)
 
     def visit(network):
         read(network.outputs, None)
